@@ -1,0 +1,404 @@
+//! Backup ids, part names, natural order, gaps, and the metadata file.
+//!
+//! The a9s layout: a backup id is `<instance-id>-<timestamp>` (milliseconds since the epoch);
+//! S3 holds the parts `<backup-id>-<N>` plus `<backup-id>.json`; Azure holds one blob named
+//! exactly `<backup-id>`. Owns: deciding which listed objects are the parts of a backup and in
+//! which order, and reading the metadata. Does not own: listing (see `source`) or fetching.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::source::ObjectMeta;
+
+/// One part of a backup, in stream order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// Object name relative to the location.
+    pub name: String,
+    /// `N` of `<backup-id>-<N>`; `None` for the one-blob (Azure) layout.
+    pub index: Option<u64>,
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag or equivalent version marker, when the store has one.
+    pub etag: Option<String>,
+}
+
+/// A backup's parts, in order, and its metadata object if any.
+#[derive(Debug, Clone)]
+pub struct Backup {
+    /// The backup id.
+    pub id: String,
+    /// Parts in stream order.
+    pub parts: Vec<Part>,
+    /// The `<backup-id>.json` object, if present.
+    pub metadata: Option<ObjectMeta>,
+}
+
+impl Backup {
+    /// Sum of the part sizes.
+    pub fn total_size(&self) -> u64 {
+        self.parts.iter().map(|p| p.size).sum()
+    }
+}
+
+/// Name of the metadata object of a backup.
+pub fn metadata_name(backup_id: &str) -> String {
+    format!("{backup_id}.json")
+}
+
+/// Part index of `name` if it is exactly `<backup_id>-<digits>`.
+pub fn part_index(backup_id: &str, name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(backup_id)?.strip_prefix('-')?;
+    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Splits a backup id into instance id and timestamp (ms since the epoch), when it has the
+/// a9s shape `<instance-id>-<10 to 16 digits>`.
+pub fn split_backup_id(id: &str) -> Option<(&str, u64)> {
+    let (inst, ts) = id.rsplit_once('-')?;
+    if inst.is_empty() || !(10..=16).contains(&ts.len()) || !ts.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    Some((inst, ts.parse().ok()?))
+}
+
+/// Checks that a backup id can name objects: not empty, no path separators or whitespace.
+pub fn validate_backup_id(id: &str) -> Result<()> {
+    if id.is_empty()
+        || id.contains('/')
+        || id.contains('\\')
+        || id.chars().any(char::is_whitespace)
+        || id.starts_with('.')
+    {
+        return Err(Error::Config(format!(
+            "{id:?} is not a backup id: expected <instance-id>-<timestamp>, e.g. \
+             b6f4c071-ef44-4af2-9608-531b4ce4823f-1548967947154"
+        )));
+    }
+    Ok(())
+}
+
+/// Selects and orders the parts of `backup_id` among `objects`.
+///
+/// Raises, before any byte is read: no such backup (listing the ids that exist), gaps in
+/// the numbering, two objects for one index, both a blob and split parts, empty parts.
+pub fn select_parts(backup_id: &str, location: &str, objects: &[ObjectMeta]) -> Result<Backup> {
+    let mut parts: Vec<Part> = Vec::new();
+    let mut blob = None;
+    let mut metadata = None;
+    let meta_name = metadata_name(backup_id);
+    for o in objects {
+        if o.name == backup_id {
+            blob = Some(o);
+        } else if o.name == meta_name {
+            metadata = Some(o.clone());
+        } else if let Some(index) = part_index(backup_id, &o.name) {
+            parts.push(Part {
+                name: o.name.clone(),
+                index: Some(index),
+                size: o.size,
+                etag: o.etag.clone(),
+            });
+        }
+    }
+    if parts.is_empty() {
+        match blob {
+            Some(b) => parts.push(Part {
+                name: b.name.clone(),
+                index: None,
+                size: b.size,
+                etag: b.etag.clone(),
+            }),
+            None => {
+                return Err(Error::NoSuchBackup {
+                    backup_id: backup_id.to_string(),
+                    location: location.to_string(),
+                    existing: backup_ids(objects),
+                })
+            }
+        }
+    } else if let Some(b) = blob {
+        return Err(Error::AmbiguousParts {
+            backup_id: backup_id.to_string(),
+            reason: format!(
+                "there is both a single blob {} and {} split parts",
+                b.name,
+                parts.len()
+            ),
+        });
+    }
+    // Natural order of the names, as `ls -1v` would list them.
+    parts.sort_by(|a, b| natord::compare(&a.name, &b.name));
+    // Numeric order is the truth; this stable sort is a no-op whenever natord agrees.
+    parts.sort_by_key(|p| p.index);
+    check_numbering(backup_id, &parts)?;
+    if let Some(p) = parts.iter().find(|p| p.size == 0) {
+        return Err(Error::EmptyPart {
+            part: p.name.clone(),
+        });
+    }
+    Ok(Backup {
+        id: backup_id.to_string(),
+        parts,
+        metadata,
+    })
+}
+
+fn check_numbering(backup_id: &str, parts: &[Part]) -> Result<()> {
+    let indices: Vec<u64> = parts.iter().filter_map(|p| p.index).collect();
+    if indices.is_empty() {
+        return Ok(());
+    }
+    for w in parts.windows(2) {
+        if w[0].index == w[1].index {
+            return Err(Error::AmbiguousParts {
+                backup_id: backup_id.to_string(),
+                reason: format!("{} and {} are the same part number", w[0].name, w[1].name),
+            });
+        }
+    }
+    // Natural order and numeric order agree once duplicates are excluded.
+    let first = indices[0];
+    let mut missing = Vec::new();
+    if first > 1 {
+        missing.extend(1..first);
+    }
+    for w in indices.windows(2) {
+        if w[1] != w[0] + 1 {
+            missing.extend((w[0] + 1..w[1]).take(100));
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::MissingParts {
+            backup_id: backup_id.to_string(),
+            missing,
+            found: parts.len(),
+            last: parts.last().map(|p| p.name.clone()),
+        });
+    }
+    Ok(())
+}
+
+/// The backup ids visible in a listing: from metadata files, part names and blobs.
+/// Sorted newest first when the ids carry timestamps.
+pub fn backup_ids(objects: &[ObjectMeta]) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for o in objects {
+        let candidate = if let Some(id) = o.name.strip_suffix(".json") {
+            Some(id)
+        } else if split_backup_id(&o.name).is_some() {
+            Some(o.name.as_str())
+        } else {
+            o.name
+                .rsplit_once('-')
+                .filter(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                .map(|(id, _)| id)
+                .filter(|id| split_backup_id(id).is_some())
+        };
+        if let Some(id) = candidate {
+            if !ids.iter().any(|x| x == id) {
+                ids.push(id.to_string());
+            }
+        }
+    }
+    ids.sort_by(|a, b| {
+        let ta = split_backup_id(a).map(|x| x.1).unwrap_or(0);
+        let tb = split_backup_id(b).map(|x| x.1).unwrap_or(0);
+        tb.cmp(&ta).then_with(|| natord::compare(a, b))
+    });
+    ids
+}
+
+/// What we write into, and read from, `<backup-id>.json`. Every field is optional when
+/// reading, so metadata written by the a9s Backup Manager or by older versions still loads.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Metadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// `aes-256-cbc` or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
+    /// e.g. `-md md5`, `-pbkdf2 -iter 10000 -md sha256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_derivation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<Vec<PartRecord>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext_sha256: Option<String>,
+}
+
+/// One part as recorded in the metadata.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartRecord {
+    pub name: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl Metadata {
+    /// Parses the metadata file. Unknown fields are ignored; a file that is not a JSON object
+    /// is an error, because a corrupt metadata file means the backup cannot be trusted.
+    pub fn parse(name: &str, data: &[u8]) -> Result<Metadata> {
+        serde_json::from_slice(data).map_err(|e| Error::BadMetadata {
+            name: name.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Checks the listed parts against the recorded ones: count, names and sizes.
+    pub fn check_parts(&self, backup: &Backup, meta_name: &str) -> Result<()> {
+        let Some(recorded) = &self.parts else {
+            return Ok(());
+        };
+        let mismatch = |reason: String| Error::MetadataMismatch {
+            backup_id: backup.id.clone(),
+            metadata: meta_name.to_string(),
+            reason,
+        };
+        for r in recorded {
+            match backup.parts.iter().find(|p| p.name == r.name) {
+                None => return Err(mismatch(format!("part {} is missing", r.name))),
+                Some(p) if p.size != r.size => {
+                    return Err(mismatch(format!(
+                        "part {} is {} bytes, the metadata says {} (truncated or replaced)",
+                        p.name, p.size, r.size
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(extra) = backup
+            .parts
+            .iter()
+            .find(|p| !recorded.iter().any(|r| r.name == p.name))
+        {
+            return Err(mismatch(format!(
+                "part {} is not in the metadata (an extra object)",
+                extra.name
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(name: &str, size: u64) -> ObjectMeta {
+        ObjectMeta {
+            name: name.into(),
+            size,
+            etag: None,
+        }
+    }
+
+    const ID: &str = "b6f4c071-ef44-4af2-9608-531b4ce4823f-1548967947154";
+
+    #[test]
+    fn part_names_are_exact() {
+        assert_eq!(part_index(ID, &format!("{ID}-1")), Some(1));
+        assert_eq!(part_index(ID, &format!("{ID}-007")), Some(7));
+        assert_eq!(part_index(ID, &format!("{ID}.json")), None);
+        assert_eq!(part_index(ID, &format!("{ID}0-1")), None);
+        assert_eq!(part_index(ID, &format!("{ID}x-1")), None);
+        assert_eq!(part_index(ID, &format!("{ID}-")), None);
+        assert_eq!(part_index(ID, &format!("{ID}-1a")), None);
+        assert_eq!(part_index(ID, ID), None);
+    }
+
+    #[test]
+    fn natural_order_and_decoys() {
+        let mut objs: Vec<ObjectMeta> = (1..=12).map(|i| obj(&format!("{ID}-{i}"), 10)).collect();
+        objs.reverse();
+        objs.push(obj(&format!("{ID}.json"), 5));
+        objs.push(obj(&format!("{ID}0-1"), 5));
+        objs.push(obj(&format!("{ID}x-1"), 5));
+        let b = select_parts(ID, "here", &objs).unwrap();
+        let idx: Vec<u64> = b.parts.iter().map(|p| p.index.unwrap()).collect();
+        assert_eq!(idx, (1..=12).collect::<Vec<_>>());
+        assert!(b.metadata.is_some());
+    }
+
+    #[test]
+    fn zero_based_and_padded() {
+        let objs: Vec<ObjectMeta> = (0..11).map(|i| obj(&format!("{ID}-{i:03}"), 1)).collect();
+        let b = select_parts(ID, "here", &objs).unwrap();
+        assert_eq!(b.parts.len(), 11);
+        assert_eq!(b.parts[0].index, Some(0));
+    }
+
+    #[test]
+    fn gaps_are_named() {
+        let objs: Vec<ObjectMeta> = (1..=14)
+            .filter(|i| *i != 7)
+            .map(|i| obj(&format!("{ID}-{i}"), 1))
+            .collect();
+        match select_parts(ID, "here", &objs) {
+            Err(Error::MissingParts { missing, .. }) => assert_eq!(missing, vec![7]),
+            other => panic!("{other:?}"),
+        }
+        let late: Vec<ObjectMeta> = (3..=4).map(|i| obj(&format!("{ID}-{i}"), 1)).collect();
+        match select_parts(ID, "here", &late) {
+            Err(Error::MissingParts { missing, .. }) => assert_eq!(missing, vec![1, 2]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn duplicates_blob_empty_and_absent() {
+        let dup = [obj(&format!("{ID}-1"), 1), obj(&format!("{ID}-01"), 1)];
+        assert!(matches!(
+            select_parts(ID, "x", &dup),
+            Err(Error::AmbiguousParts { .. })
+        ));
+        let blob = [obj(ID, 64)];
+        let b = select_parts(ID, "x", &blob).unwrap();
+        assert_eq!(b.parts[0].index, None);
+        let empty = [obj(&format!("{ID}-1"), 1), obj(&format!("{ID}-2"), 0)];
+        assert!(matches!(
+            select_parts(ID, "x", &empty),
+            Err(Error::EmptyPart { .. })
+        ));
+        let other = [
+            obj("inst-1600000000000-1", 3),
+            obj("inst-1700000000000.json", 3),
+        ];
+        match select_parts(ID, "x", &other) {
+            Err(Error::NoSuchBackup { existing, .. }) => {
+                assert_eq!(existing, vec!["inst-1700000000000", "inst-1600000000000"])
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn backup_id_shape() {
+        assert_eq!(split_backup_id(ID).unwrap().1, 1548967947154);
+        assert!(split_backup_id("abc-12").is_none());
+        assert!(validate_backup_id("a/b").is_err());
+        assert!(validate_backup_id(ID).is_ok());
+    }
+
+    #[test]
+    fn metadata_tolerates_unknown_fields_and_rejects_garbage() {
+        let m = Metadata::parse("m.json", br#"{"backup_id":"x","whatever":[1,2]}"#).unwrap();
+        assert_eq!(m.backup_id.as_deref(), Some("x"));
+        assert!(Metadata::parse("m.json", b"{not json").is_err());
+    }
+}

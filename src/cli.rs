@@ -1,0 +1,590 @@
+//! Command-line flags and their conversion into library requests. The only place clap lives.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use a9s_recover::crypto::{Digest, Kdf, DEFAULT_PBKDF2_ITER};
+use a9s_recover::pack::{self, PackRequest};
+use a9s_recover::pipeline::{self, KdfChoice, Plan, Report, Request, RunOptions};
+use a9s_recover::sink::Output;
+use a9s_recover::source::{Location, Source, StorageKind, Throttled};
+use a9s_recover::{format_bytes, parse_size, Secret, Shutdown};
+
+const ABOUT: &str = "Recover an openssl-encrypted, gzipped, split PostgreSQL backup as one stream";
+
+const LONG_ABOUT: &str = "\
+Recover an a9s-style logical backup (or any `gzip | openssl enc -aes256 | split` backup) as one
+streaming pipeline: list the parts, order them naturally, read them with concurrent ranged
+reads, decrypt (openssl `Salted__` format, AES-256-CBC), gunzip, and write the dump. No
+temporary copy of the backup or the dump is made.
+
+Without a subcommand the dump goes to standard output, exactly what the a9s manual's
+
+    cat $(ls -1v ID-*) | openssl enc -aes256 -md md5 -d -pass pass:SECRET | gunzip -c
+
+prints. Every check that can be made before streaming (missing or empty parts, gaps in the
+numbering, a wrong secret, a truncated last part) is made before the first byte is written.";
+
+const EXAMPLES: &str = "\
+Examples:
+  # Recover to stdout (the secret from the environment keeps it out of `ps`):
+  A9S_SECRET=... a9s-recover --bucket /var/backups --backup-id b6f4c071-...-1548967947154 > x.sql
+
+  # Recover to a file, written atomically (FILE.partial, fsync, rename), mode 0600:
+  a9s-recover -b file:///var/backups --backup-id ID --secret-file /root/secret -o x.dump
+
+  # Check a backup end to end without writing it; machine-readable report:
+  a9s-recover verify -b /var/backups --backup-id ID --secret-file s --json
+
+  # Make a backup the way a9s does (gzip, openssl enc -md md5, 1 GiB parts, metadata):
+  pg_dumpall | a9s-recover pack -b /var/backups --instance-id my-instance --secret-file s
+
+Exit status: 0 success (also when stdout is closed early, e.g. `| head`), 1 failure,
+2 bad usage, 130 interrupted by Ctrl-C, 143 terminated by SIGTERM.";
+
+/// Top-level flags.
+#[derive(Debug, Parser)]
+#[command(
+    name = "a9s-recover",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_long_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub recover: RecoverArgs,
+
+    /// No progress bar, notices or summary on stderr (errors are still printed).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Say what was detected: parts, key derivation, compression, dump kind, digests.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole pipeline into a counting sink and report: parts, sizes, key derivation,
+    /// sha256 (checked against the metadata), dump kind and rows per table.
+    Verify(VerifyArgs),
+    /// Write a backup from a dump on stdin: gzip, openssl enc (AES-256-CBC), parts, metadata.
+    Pack(PackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Where the backups are: a directory or file:///path.
+    #[arg(short, long, value_name = "LOCATION", required = true)]
+    pub bucket: Option<String>,
+
+    /// Force the storage kind instead of guessing it from LOCATION.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub storage: Option<StorageArg>,
+
+    /// Limit the read rate, e.g. 50MiB (per second), to spare a shared link.
+    #[arg(long, value_name = "RATE", value_parser = parse_size)]
+    pub limit_rate: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StorageArg {
+    Local,
+}
+
+#[derive(Debug, Args)]
+pub struct SecretArgs {
+    /// The backup secret. Visible to other users in `ps`: prefer A9S_SECRET or --secret-file.
+    #[arg(long, value_name = "SECRET", conflicts_with = "secret_file")]
+    pub secret: Option<String>,
+
+    /// Read the secret from a file (one trailing newline is ignored).
+    #[arg(long, value_name = "PATH")]
+    pub secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct KdfArgs {
+    /// Digest of the key derivation (`openssl enc -md`). `auto` tries md5 (the a9s manual),
+    /// then sha256 (OpenSSL >= 1.1's default), then -pbkdf2, and keeps the one whose first
+    /// decrypted block is gzip.
+    #[arg(long, value_enum, default_value = "auto", value_name = "DIGEST")]
+    pub md: MdArg,
+
+    /// The backup was made with `openssl enc -pbkdf2`.
+    #[arg(long)]
+    pub pbkdf2: bool,
+
+    /// PBKDF2 iterations (`openssl enc -iter`; implies --pbkdf2).
+    #[arg(long, value_name = "N")]
+    pub iter: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MdArg {
+    Auto,
+    Md5,
+    Sha256,
+    Sha1,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Ranged reads in flight [default: 4 for a local directory].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+
+    /// Bytes per ranged read, e.g. 8MiB [default: 4MiB for a local directory].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub chunk_size: Option<u64>,
+
+    /// Retries of a failed range before giving up.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub retries: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// The backup: <instance-id>-<timestamp>, e.g. b6f4c071-ef44-4af2-9608-531b4ce4823f-1548967947154.
+    #[arg(long, value_name = "ID", required = true)]
+    pub backup_id: Option<String>,
+
+    #[command(flatten)]
+    pub secret: SecretArgs,
+
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+
+    /// Write the dump to FILE instead of stdout: FILE.partial, fsync, rename once every check
+    /// passed; mode 0600.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Replace an existing --output file.
+    #[arg(long, requires = "output")]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// The backup: <instance-id>-<timestamp>.
+    #[arg(long, value_name = "ID")]
+    pub backup_id: String,
+
+    #[command(flatten)]
+    pub secret: SecretArgs,
+
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// The backup id to write, <instance-id>-<timestamp>.
+    #[arg(
+        long,
+        value_name = "ID",
+        required_unless_present = "instance_id",
+        conflicts_with = "instance_id"
+    )]
+    pub backup_id: Option<String>,
+
+    /// Make the backup id from this instance id and the current time in milliseconds.
+    #[arg(long, value_name = "ID")]
+    pub instance_id: Option<String>,
+
+    #[command(flatten)]
+    pub secret: SecretArgs,
+
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+
+    /// Size of each part (a9s uses 1 GiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1GiB")]
+    pub part_size: u64,
+
+    /// gzip compression level, 1 (fast) to 9 (small).
+    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub level: u32,
+
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command. Output for the operator goes to stderr; data and JSON to stdout.
+pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<()> {
+    let ui = Ui {
+        quiet: cli.quiet,
+        verbose: cli.verbose && !cli.quiet,
+        progress: !cli.quiet && std::io::stderr().is_terminal(),
+    };
+    match cli.command {
+        None => recover(cli.recover, ui, shutdown).await,
+        Some(Command::Verify(v)) => verify(v, ui, shutdown).await,
+        Some(Command::Pack(p)) => pack_cmd(p, ui, shutdown).await,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Ui {
+    quiet: bool,
+    verbose: bool,
+    progress: bool,
+}
+
+impl Ui {
+    fn notice(&self, msg: &str) {
+        if !self.quiet {
+            eprintln!("a9s-recover: {msg}");
+        }
+    }
+    fn detail(&self, msg: &str) {
+        if self.verbose {
+            eprintln!("a9s-recover: {msg}");
+        }
+    }
+}
+
+fn open_source(args: &SourceArgs) -> anyhow::Result<Arc<dyn Source>> {
+    let bucket = args.bucket.as_deref().expect("clap requires --bucket");
+    let kind = args.storage.map(|s| match s {
+        StorageArg::Local => StorageKind::Local,
+    });
+    let source = Location::parse(bucket, kind)?.open()?;
+    Ok(match args.limit_rate {
+        Some(rate) => Arc::new(Throttled::new(source, rate)),
+        None => source,
+    })
+}
+
+/// Finds the secret: --secret, --secret-file, A9S_SECRET, else a prompt on the terminal.
+fn resolve_secret(args: &SecretArgs, ui: Ui, prompt: bool) -> anyhow::Result<Option<Secret>> {
+    if let Some(s) = &args.secret {
+        ui.notice(
+            "warning: --secret is visible to other users in `ps`; prefer A9S_SECRET=... or --secret-file",
+        );
+        return Ok(Some(Secret::new(s.clone())));
+    }
+    if let Some(path) = &args.secret_file {
+        let mut bytes = std::fs::read(path)
+            .with_context(|| format!("reading the secret file {}", path.display()))?;
+        if bytes.ends_with(b"\n") {
+            bytes.pop();
+            if bytes.ends_with(b"\r") {
+                bytes.pop();
+            }
+        }
+        if bytes.is_empty() {
+            bail!("the secret file {} is empty", path.display());
+        }
+        return Ok(Some(Secret::new(bytes)));
+    }
+    if let Some(v) = std::env::var_os("A9S_SECRET") {
+        use std::os::unix::ffi::OsStringExt;
+        return Ok(Some(Secret::new(v.into_vec())));
+    }
+    if prompt && std::io::stdin().is_terminal() {
+        let s = rpassword::prompt_password("Backup secret: ").context("reading the secret")?;
+        return Ok(Some(Secret::new(s)));
+    }
+    Ok(None)
+}
+
+fn kdf_choice(args: &KdfArgs) -> KdfChoice {
+    let digest = match args.md {
+        MdArg::Auto => None,
+        MdArg::Md5 => Some(Digest::Md5),
+        MdArg::Sha256 => Some(Digest::Sha256),
+        MdArg::Sha1 => Some(Digest::Sha1),
+    };
+    if args.pbkdf2 || args.iter.is_some() {
+        KdfChoice::Fixed(Kdf::Pbkdf2 {
+            digest: digest.unwrap_or(Digest::Sha256),
+            iter: args.iter.unwrap_or(DEFAULT_PBKDF2_ITER),
+        })
+    } else {
+        match digest {
+            None => KdfChoice::Auto,
+            Some(d) => KdfChoice::Fixed(Kdf::BytesToKey(d)),
+        }
+    }
+}
+
+fn request(
+    backup_id: &str,
+    secret: Option<Secret>,
+    kdf: &KdfArgs,
+    fetch: &FetchArgs,
+) -> anyhow::Result<Request> {
+    if fetch.concurrency == Some(0) {
+        bail!("--concurrency must be at least 1");
+    }
+    Ok(Request {
+        backup_id: backup_id.to_string(),
+        secret,
+        kdf: kdf_choice(kdf),
+        concurrency: fetch.concurrency,
+        chunk_size: fetch.chunk_size,
+        retries: Some(fetch.retries),
+    })
+}
+
+fn describe_plan(plan: &Plan, ui: Ui) {
+    for n in &plan.notices {
+        ui.notice(n);
+    }
+    ui.detail(&format!(
+        "backup {} in {}: {} part(s), {} stored{}",
+        plan.backup.id,
+        plan.location,
+        plan.backup.parts.len(),
+        format_bytes(plan.total_size()),
+        if plan.metadata.is_some() {
+            ", with metadata"
+        } else {
+            ", no metadata file"
+        }
+    ));
+    match plan.kdf() {
+        Some(k) => ui.detail(&format!("encryption: aes-256-cbc, key derivation {k}")),
+        None => ui.detail("encryption: none"),
+    }
+    ui.detail(&format!("compression: {:?}", plan.compression).to_lowercase());
+    ui.detail(&format!(
+        "fetch: {} ranged reads of {} in flight (at most {} buffered)",
+        plan.fetch.concurrency,
+        format_bytes(plan.fetch.chunk_size),
+        format_bytes(plan.fetch.memory_bound())
+    ));
+}
+
+async fn recover(args: RecoverArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<()> {
+    let source = open_source(&args.source)?;
+    let output = match &args.output {
+        Some(path) => Output::File {
+            path: path.clone(),
+            force: args.force,
+        },
+        None => Output::Stdout,
+    };
+    output.preflight()?;
+    let backup_id = args
+        .backup_id
+        .as_deref()
+        .expect("clap requires --backup-id");
+    let secret = resolve_secret(&args.secret, ui, true)?;
+    let req = request(backup_id, secret, &args.kdf, &args.fetch)?;
+    let plan = pipeline::prepare(source, &req).await?;
+    describe_plan(&plan, ui);
+    let opts = RunOptions {
+        progress: ui.progress,
+        hash: ui.verbose,
+        count_rows: false,
+        shutdown,
+    };
+    let report = pipeline::run(plan, &output, opts).await?;
+    describe_report(&report, ui);
+    if let Some(path) = &args.output {
+        ui.notice(&format!(
+            "recovered {} ({}, {}) to {} in {:.1}s",
+            report.backup_id,
+            report.dump_kind.describe(),
+            format_bytes(report.bytes_dump),
+            path.display(),
+            report.seconds
+        ));
+    }
+    Ok(())
+}
+
+fn describe_report(r: &Report, ui: Ui) {
+    ui.detail(&format!(
+        "dump: {}, {} ({} compressed, {} gzip member(s))",
+        r.dump_kind.describe(),
+        format_bytes(r.bytes_dump),
+        format_bytes(r.bytes_compressed),
+        r.gzip_members
+    ));
+    if let Some(s) = &r.plaintext_sha256 {
+        ui.detail(&format!("dump sha256: {s}"));
+    }
+}
+
+async fn verify(args: VerifyArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<()> {
+    let source = open_source(&args.source)?;
+    let secret = resolve_secret(&args.secret, ui, true)?;
+    let req = request(&args.backup_id, secret, &args.kdf, &args.fetch)?;
+    let plan = pipeline::prepare(source, &req).await?;
+    describe_plan(&plan, ui);
+    let opts = RunOptions {
+        progress: ui.progress,
+        hash: true,
+        count_rows: true,
+        shutdown,
+    };
+    let report = pipeline::run(plan, &Output::Discard, opts).await?;
+    if args.json {
+        print_stdout(&serde_json::to_string_pretty(&report)?)?;
+    } else {
+        print_stdout(&verify_text(&report))?;
+    }
+    Ok(())
+}
+
+fn verify_text(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "backup       {} ({})", r.backup_id, r.location);
+    let _ = writeln!(
+        s,
+        "parts        {}, {} stored",
+        r.parts,
+        format_bytes(r.bytes_stored)
+    );
+    let _ = writeln!(
+        s,
+        "encryption   {}{}",
+        r.encryption,
+        r.key_derivation
+            .as_ref()
+            .map(|k| format!(", key derivation {k}"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        s,
+        "compression  {:?}, {} member(s), {}",
+        r.compression,
+        r.gzip_members,
+        format_bytes(r.bytes_compressed)
+    );
+    let _ = writeln!(
+        s,
+        "dump         {}, {} ({} bytes)",
+        r.dump_kind.describe(),
+        format_bytes(r.bytes_dump),
+        r.bytes_dump
+    );
+    let _ = writeln!(
+        s,
+        "sha256       {}",
+        r.plaintext_sha256.as_deref().unwrap_or("-")
+    );
+    let meta = match r.metadata {
+        pipeline::MetadataCheck::Absent => "absent (nothing to check against)".to_string(),
+        pipeline::MetadataCheck::NoDigests => "present, without digests".to_string(),
+        pipeline::MetadataCheck::Matched => format!(
+            "matched: dump sha256 and {} part digest(s)",
+            r.parts_checked
+        ),
+    };
+    let _ = writeln!(s, "metadata     {meta}");
+    if let Some(tables) = &r.tables {
+        let _ = writeln!(s, "tables       {}", tables.len());
+        for t in tables {
+            let name = match &t.database {
+                Some(db) => format!("{db}: {}", t.table),
+                None => t.table.clone(),
+            };
+            let _ = writeln!(s, "  {:>12}  {name}", t.rows);
+        }
+    }
+    let _ = write!(s, "result       OK ({:.1}s)", r.seconds);
+    s
+}
+
+async fn pack_cmd(args: PackArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<()> {
+    let source = open_source(&args.source)?;
+    let secret = resolve_secret(&args.secret, ui, true)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "pack encrypts the backup and needs a secret: A9S_SECRET=..., --secret-file PATH or --secret"
+        )
+    })?;
+    if secret.is_empty() {
+        bail!("the secret is empty");
+    }
+    let backup_id = match (&args.backup_id, &args.instance_id) {
+        (Some(id), _) => id.clone(),
+        (None, Some(inst)) => pack::new_backup_id(inst),
+        (None, None) => unreachable!("clap requires one of them"),
+    };
+    let kdf = match kdf_choice(&args.kdf) {
+        KdfChoice::Auto => Kdf::A9S,
+        KdfChoice::Fixed(k) => k,
+    };
+    if std::io::stdin().is_terminal() {
+        bail!("pack reads the dump from standard input; pipe it in, e.g. pg_dumpall | a9s-recover pack ...");
+    }
+    let req = PackRequest {
+        backup_id,
+        secret,
+        kdf,
+        part_size: args.part_size,
+        level: args.level,
+    };
+    let report = pack::pack(
+        source,
+        req,
+        Box::new(std::io::stdin()),
+        ui.progress,
+        shutdown,
+    )
+    .await?;
+    if args.json {
+        print_stdout(&serde_json::to_string_pretty(&report)?)?;
+    } else {
+        ui.notice(&format!(
+            "packed {} into {}: {} part(s), {} dump → {} stored ({}) in {:.1}s",
+            report.backup_id,
+            report.location,
+            report.parts.len(),
+            format_bytes(report.plaintext_size),
+            format_bytes(report.stored_size),
+            report.key_derivation,
+            report.seconds
+        ));
+        print_stdout(&report.backup_id)?;
+    }
+    Ok(())
+}
+
+/// Prints a line on stdout; a closed stdout is not an error worth a message.
+fn print_stdout(s: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{s}").and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Err(a9s_recover::Error::BrokenPipe.into())
+        }
+        r => Ok(r?),
+    }
+}

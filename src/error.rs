@@ -1,0 +1,274 @@
+//! The crate's error type.
+//!
+//! Error policy: a recovery tool is used on the worst day, so every error says
+//! 1. what failed, in the operator's words (part, backup id, secret, stage, output),
+//! 2. where: the part name and the byte offset inside it whenever bytes are involved,
+//! 3. what to do next, when there is something sensible to suggest.
+//!
+//! Errors never contain the secret or derived key material. Library code returns
+//! [`Error`]; only `main.rs` turns it into a message and an exit code.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where in the backup a byte lives: the part's object name and the offset inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartOffset {
+    /// Object name of the part, e.g. `inst-1548967947154-3`.
+    pub part: String,
+    /// Byte offset inside that part.
+    pub offset: u64,
+}
+
+impl std::fmt::Display for PartOffset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "part {} at byte {}", self.part, self.offset)
+    }
+}
+
+/// Everything that can go wrong in a recovery, a pack or a verify.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The `--bucket` location could not be understood.
+    #[error("cannot use {location:?} as a backup location: {reason}")]
+    BadLocation { location: String, reason: String },
+
+    /// The location does not exist (a local directory that is not there).
+    #[error("{location} does not exist or is not readable: {source}. Check --bucket.")]
+    LocationMissing {
+        location: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// No part and no blob for this backup id.
+    #[error("no backup {backup_id:?} at {location}. {}", existing_ids(.existing))]
+    NoSuchBackup {
+        backup_id: String,
+        location: String,
+        existing: Vec<String>,
+    },
+
+    /// The part numbers have holes.
+    #[error(
+        "backup {backup_id} is incomplete: part index {} is missing (found {found} parts{}). \
+         Nothing was written; restore the missing parts or pick another backup.",
+        list_numbers(.missing), last_found(.last)
+    )]
+    MissingParts {
+        backup_id: String,
+        missing: Vec<u64>,
+        found: usize,
+        last: Option<String>,
+    },
+
+    /// Two objects claim the same part number (`-1` and `-01`), or both a blob and parts exist.
+    #[error("backup {backup_id} is ambiguous: {reason}. Remove the stray objects or copy the backup elsewhere.")]
+    AmbiguousParts { backup_id: String, reason: String },
+
+    /// A part with no bytes.
+    #[error("part {part} is empty (0 bytes): the upload was interrupted or the object was truncated. Nothing was written.")]
+    EmptyPart { part: String },
+
+    /// The backup disagrees with its own metadata file.
+    #[error(
+        "backup {backup_id} does not match its metadata {metadata}: {reason}. Nothing was written."
+    )]
+    MetadataMismatch {
+        backup_id: String,
+        metadata: String,
+        reason: String,
+    },
+
+    /// The metadata file could not be parsed.
+    #[error("metadata {name} is not valid JSON: {reason}")]
+    BadMetadata { name: String, reason: String },
+
+    /// The first bytes are neither `Salted__` nor gzip.
+    #[error(
+        "part {part} does not start with the openssl header `Salted__` nor with the gzip magic \
+         (it starts with {start}): this is not an openssl-enc backup, or it was encrypted with -nosalt, which is not supported"
+    )]
+    UnknownFormat { part: String, start: String },
+
+    /// The secret (or key derivation) does not decrypt the first block into anything plausible.
+    #[error(
+        "decryption failed at the first block of part {part}: the secret is wrong, or the backup was \
+         made with another key derivation (tried {tried}). Check the secret{hint}"
+    )]
+    WrongSecret {
+        part: String,
+        tried: String,
+        hint: &'static str,
+    },
+
+    /// Ciphertext length is not a whole number of AES blocks.
+    #[error(
+        "the encrypted stream is {len} bytes, not a whole number of 16-byte blocks: \
+         the last part {part} is truncated (or a part is missing or extra). Nothing usable can be written."
+    )]
+    NotBlockAligned { len: u64, part: String },
+
+    /// PKCS#7 padding of the last block is wrong.
+    #[error(
+        "the padding of the last block is invalid ({at}): the last part is truncated or corrupt, \
+         or the secret is wrong"
+    )]
+    BadPadding { at: PartOffset },
+
+    /// openssl itself failed.
+    #[error("openssl failed while {doing}: {source}")]
+    Openssl {
+        doing: &'static str,
+        #[source]
+        source: openssl::error::ErrorStack,
+    },
+
+    /// The gzip stream is corrupt or truncated.
+    #[error("the gzip stream is corrupt: {reason} (compressed byte {offset}{}). {advice}", at_part(.at))]
+    Gzip {
+        reason: String,
+        offset: u64,
+        at: Option<PartOffset>,
+        advice: &'static str,
+    },
+
+    /// A digest recorded in the metadata does not match the bytes.
+    #[error("{what} does not match its recorded sha256 (expected {expected}, got {actual}): the backup is corrupt")]
+    ChecksumMismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+
+    /// The object changed while we were reading it.
+    #[error("part {part} changed while it was being read (ETag {expected} became {found}): a backup is being written there; try again when it is done")]
+    ObjectChanged {
+        part: String,
+        expected: String,
+        found: String,
+    },
+
+    /// A storage operation failed.
+    #[error("{op} {object} failed{}: {source}{}", range_text(.range), if *.transient { " (gave up after retries)" } else { "" })]
+    Storage {
+        op: &'static str,
+        object: String,
+        range: Option<(u64, u64)>,
+        transient: bool,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// The output file exists and `--force` was not given.
+    #[error("{} already exists; pass --force to replace it", .path.display())]
+    OutputExists { path: PathBuf },
+
+    /// Writing the output failed.
+    #[error("writing {what} failed: {source}")]
+    Output {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// Standard output was closed by the reader (`| head`). Not a failure for the CLI.
+    #[error("standard output was closed")]
+    BrokenPipe,
+
+    /// Reading standard input (for `pack`) failed.
+    #[error("reading the dump from standard input failed: {0}")]
+    Input(#[source] io::Error),
+
+    /// A backup with this id already exists where `pack` would write.
+    #[error("{location} already holds objects of backup {backup_id}; choose another --backup-id or pass --force")]
+    BackupExists { backup_id: String, location: String },
+
+    /// Ctrl-C or SIGTERM.
+    #[error("interrupted by {signal}; partial output was removed")]
+    Interrupted { signal: &'static str },
+
+    /// An invalid option combination or value that clap cannot see.
+    #[error("{0}")]
+    Config(String),
+
+    /// A stage stopped because another stage failed; never shown when the real error is known.
+    #[error("stopped because another stage failed")]
+    Aborted,
+}
+
+impl Error {
+    /// Whether retrying the same request may succeed (network resets, 5xx, throttling).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Storage {
+                transient: true,
+                ..
+            }
+        )
+    }
+
+    /// Builds a storage error.
+    pub fn storage(
+        op: &'static str,
+        object: impl Into<String>,
+        range: Option<std::ops::Range<u64>>,
+        transient: bool,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Storage {
+            op,
+            object: object.into(),
+            range: range.map(|r| (r.start, r.end)),
+            transient,
+            source: source.into(),
+        }
+    }
+
+    pub(crate) fn openssl(doing: &'static str) -> impl FnOnce(openssl::error::ErrorStack) -> Self {
+        move |source| Error::Openssl { doing, source }
+    }
+}
+
+fn existing_ids(ids: &[String]) -> String {
+    if ids.is_empty() {
+        "There are no backups there at all; check --bucket and the prefix.".to_string()
+    } else {
+        let shown: Vec<&str> = ids.iter().take(20).map(String::as_str).collect();
+        let more = if ids.len() > 20 {
+            format!(" and {} more", ids.len() - 20)
+        } else {
+            String::new()
+        };
+        format!("Backups there: {}{more}", shown.join(", "))
+    }
+}
+
+fn list_numbers(n: &[u64]) -> String {
+    let shown: Vec<String> = n.iter().take(10).map(u64::to_string).collect();
+    let mut s = shown.join(", ");
+    if n.len() > 10 {
+        s.push_str(&format!(" and {} more", n.len() - 10));
+    }
+    s
+}
+
+fn last_found(last: &Option<String>) -> String {
+    last.as_ref()
+        .map(|l| format!(", the last is {l}"))
+        .unwrap_or_default()
+}
+
+fn at_part(at: &Option<PartOffset>) -> String {
+    at.as_ref().map(|p| format!(", in {p}")).unwrap_or_default()
+}
+
+fn range_text(r: &Option<(u64, u64)>) -> String {
+    r.map(|(a, b)| format!(" (bytes {a}..{b})"))
+        .unwrap_or_default()
+}

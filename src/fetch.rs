@@ -1,0 +1,193 @@
+//! Concurrent ranged reads, reassembled strictly in order.
+//!
+//! Every part is cut into ranges of `chunk_size`; up to `concurrency` ranges (across part
+//! boundaries) are in flight at once, and their bytes are handed on in stream order. Memory
+//! is bounded by construction: at most `concurrency` chunks are held here, plus what the
+//! bounded pipe downstream holds. A failed range is retried from its own start with
+//! exponential backoff and jitter; finished ranges are never fetched again. An object whose
+//! ETag changes mid-download is an error, because mixing two versions would be silent
+//! corruption.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::task::JoinHandle;
+
+use crate::catalog::Part;
+use crate::error::{Error, Result};
+use crate::pipe::PipeTx;
+use crate::progress::Progress;
+use crate::source::Source;
+
+/// How to fetch.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// Ranged reads in flight.
+    pub concurrency: usize,
+    /// Bytes per ranged read.
+    pub chunk_size: u64,
+    /// Retries per range after the first attempt.
+    pub retries: u32,
+    /// First backoff delay; doubles per retry up to [`MAX_BACKOFF`].
+    pub backoff: Duration,
+}
+
+/// Longest wait between two attempts at one range.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+impl FetchOptions {
+    /// The backend's defaults with `overrides` applied.
+    pub fn for_source(source: &dyn Source, concurrency: Option<usize>, chunk: Option<u64>) -> Self {
+        FetchOptions {
+            concurrency: concurrency
+                .unwrap_or_else(|| source.default_concurrency())
+                .max(1),
+            chunk_size: chunk.unwrap_or_else(|| source.default_chunk_size()).max(1),
+            retries: 10,
+            backoff: Duration::from_millis(100),
+        }
+    }
+
+    /// Upper bound of the bytes this stage holds at once.
+    pub fn memory_bound(&self) -> u64 {
+        self.concurrency as u64 * self.chunk_size
+    }
+}
+
+/// One fetched range, in stream order.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    /// Index into the backup's parts.
+    pub part: usize,
+    /// Offset of `bytes` inside that part.
+    pub offset: u64,
+    /// The bytes.
+    pub bytes: Bytes,
+}
+
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Fetches `parts` in order into `tx`.
+pub(crate) async fn fetch_ordered(
+    source: Arc<dyn Source>,
+    parts: Vec<Part>,
+    opts: FetchOptions,
+    progress: Progress,
+    tx: PipeTx<Chunk>,
+) -> Result<()> {
+    let parts = Arc::new(parts);
+    let n_parts = parts.len();
+    let mut ranges = parts.iter().enumerate().flat_map(|(i, p)| {
+        let chunk = opts.chunk_size;
+        (0..p.size.div_ceil(chunk)).map(move |k| (i, k * chunk..((k + 1) * chunk).min(p.size)))
+    });
+    let mut inflight: VecDeque<AbortOnDrop<Result<Chunk>>> = VecDeque::new();
+    let mut shown_part = usize::MAX;
+    loop {
+        while inflight.len() < opts.concurrency {
+            let Some((i, range)) = ranges.next() else {
+                break;
+            };
+            let source = source.clone();
+            let parts = parts.clone();
+            let opts = opts.clone();
+            inflight.push_back(AbortOnDrop(tokio::spawn(async move {
+                let part = &parts[i];
+                let bytes = get_with_retry(&*source, part, range.clone(), &opts).await?;
+                Ok(Chunk {
+                    part: i,
+                    offset: range.start,
+                    bytes,
+                })
+            })));
+        }
+        let Some(mut next) = inflight.pop_front() else {
+            break;
+        };
+        let chunk = (&mut next.0)
+            .await
+            .map_err(|e| Error::storage("fetch", "a range", None, false, e))??;
+        if chunk.part != shown_part {
+            shown_part = chunk.part;
+            progress.set_message(format!("part {} of {n_parts}", chunk.part + 1));
+        }
+        progress.inc(chunk.bytes.len() as u64);
+        tx.send(chunk).await?;
+    }
+    tx.finish().await
+}
+
+async fn get_with_retry(
+    source: &dyn Source,
+    part: &Part,
+    range: std::ops::Range<u64>,
+    opts: &FetchOptions,
+) -> Result<Bytes> {
+    let want = range.end - range.start;
+    let mut attempt: u32 = 0;
+    loop {
+        let err = match source.get_range(&part.name, range.clone()).await {
+            Ok(got) => {
+                if let (Some(expected), Some(found)) = (&part.etag, &got.etag) {
+                    if expected != found {
+                        return Err(Error::ObjectChanged {
+                            part: part.name.clone(),
+                            expected: expected.clone(),
+                            found: found.clone(),
+                        });
+                    }
+                }
+                if got.bytes.len() as u64 == want {
+                    return Ok(got.bytes);
+                }
+                Error::storage(
+                    "reading",
+                    &part.name,
+                    Some(range.clone()),
+                    true,
+                    format!("short read: {} of {want} bytes", got.bytes.len()),
+                )
+            }
+            Err(e) => e,
+        };
+        if !err.is_transient() || attempt >= opts.retries {
+            return Err(err);
+        }
+        tokio::time::sleep(backoff(opts.backoff, attempt)).await;
+        attempt += 1;
+    }
+}
+
+/// Full-jitter exponential backoff: a random delay in [base*2^n / 2, base*2^n], capped.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let cap = base
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(MAX_BACKOFF);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(attempt);
+    let frac = (h.finish() % 1000) as f64 / 1000.0;
+    cap.mul_f64(0.5 + frac / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let b = Duration::from_millis(100);
+        assert!(backoff(b, 0) <= Duration::from_millis(100));
+        assert!(backoff(b, 0) >= Duration::from_millis(50));
+        assert!(backoff(b, 3) >= Duration::from_millis(400));
+        assert!(backoff(b, 30) <= MAX_BACKOFF);
+    }
+}

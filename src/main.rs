@@ -1,0 +1,66 @@
+//! The `a9s-recover` binary: parse flags, run, map errors to exit codes.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use a9s_recover::{Error, Shutdown};
+
+mod cli;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("a9s-recover: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = Shutdown::new();
+    runtime.spawn(watch_signals(shutdown.clone()));
+    let result = runtime.block_on(cli::run(args, shutdown));
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => exit_for(e),
+    }
+}
+
+fn exit_for(e: anyhow::Error) -> ExitCode {
+    match e.downcast_ref::<Error>() {
+        // `a9s-recover ... | head`: the reader has what it wanted.
+        Some(Error::BrokenPipe) => ExitCode::SUCCESS,
+        Some(Error::Interrupted { signal }) => {
+            eprintln!("a9s-recover: {e}");
+            ExitCode::from(if *signal == "SIGTERM" { 143 } else { 130 })
+        }
+        Some(Error::Config(_)) => {
+            eprintln!("a9s-recover: error: {e:#}");
+            ExitCode::from(2)
+        }
+        _ => {
+            eprintln!("a9s-recover: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn watch_signals(shutdown: Shutdown) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => shutdown.trigger("Ctrl-C"),
+        _ = term.recv() => shutdown.trigger("SIGTERM"),
+    }
+}

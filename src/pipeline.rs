@@ -1,0 +1,731 @@
+//! The one pipeline every command drives: parts → ordered fetch → decrypt → gunzip → sink.
+//!
+//! A recovery is two steps, as in rustic's restore: [`prepare`] lists the location, selects
+//! and checks the parts, reads the metadata, probes the first block to detect the encryption,
+//! the key derivation and the compression, and returns a [`Plan`]; nothing is written yet, so
+//! every error it raises leaves no trace. [`run`] then streams the plan into a sink.
+//!
+//! Stages are joined by bounded pipes of `Bytes`. Fetching is async I/O on tokio; decrypting,
+//! inflating and writing run on their own blocking threads so they overlap on separate
+//! cores. Memory is bounded by the fetch window plus a few chunks per pipe, whatever the size
+//! of the backup.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::catalog::{self, Backup, Metadata};
+use crate::crypto::{self, Decryptor, FinishError, Kdf, KeyIv, BLOCK, HEADER_LEN};
+use crate::dump::{self, CopyCounter, DumpKind, TableRows};
+use crate::error::{Error, PartOffset, Result};
+use crate::fetch::{self, Chunk, FetchOptions};
+use crate::inflate::{self, GunzipError};
+use crate::pipe::{pipe, PipeReader, PipeRx, PipeTx};
+use crate::progress::Progress;
+use crate::secret::Secret;
+use crate::shutdown::Shutdown;
+use crate::sink::{Output, Sink};
+use crate::source::Source;
+
+/// Chunks each pipe holds at most.
+const PIPE_DEPTH: usize = 4;
+
+/// Which key derivation to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KdfChoice {
+    /// Try the a9s manual's md5, then sha256, then `-pbkdf2` defaults, by the first block.
+    #[default]
+    Auto,
+    /// Exactly this one.
+    Fixed(Kdf),
+}
+
+/// What to recover.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// `<instance-id>-<timestamp>`.
+    pub backup_id: String,
+    /// The backup secret, if the caller has one.
+    pub secret: Option<Secret>,
+    /// Key derivation.
+    pub kdf: KdfChoice,
+    /// Ranged reads in flight (default: the backend's).
+    pub concurrency: Option<usize>,
+    /// Bytes per ranged read (default: the backend's).
+    pub chunk_size: Option<u64>,
+    /// Retries per range.
+    pub retries: Option<u32>,
+}
+
+impl Request {
+    /// A request with defaults for everything but the id and the secret.
+    pub fn new(backup_id: impl Into<String>, secret: Option<Secret>) -> Self {
+        Request {
+            backup_id: backup_id.into(),
+            secret,
+            kdf: KdfChoice::Auto,
+            concurrency: None,
+            chunk_size: None,
+            retries: None,
+        }
+    }
+}
+
+/// How the stored bytes are encrypted.
+#[derive(Debug)]
+pub enum Encryption {
+    /// Plain gzip (or a raw dump) without `Salted__`.
+    None,
+    /// `openssl enc -aes-256-cbc` with the detected key derivation.
+    Aes {
+        /// The key derivation that decrypted the first block.
+        kdf: Kdf,
+        /// Derived key and IV.
+        key: KeyIv,
+    },
+}
+
+/// Whether the decrypted bytes are gzip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// gzip, possibly multi-member.
+    Gzip,
+    /// Passed through unchanged (e.g. a pg_dump custom archive).
+    None,
+}
+
+/// A checked recovery, ready to stream.
+#[derive(Debug)]
+pub struct Plan {
+    /// The backup's parts in order.
+    pub backup: Backup,
+    /// Where it is, for messages.
+    pub location: String,
+    /// Parsed `<backup-id>.json`, if present.
+    pub metadata: Option<Metadata>,
+    /// Detected encryption.
+    pub encryption: Encryption,
+    /// Detected compression.
+    pub compression: Compression,
+    /// Things the operator should know (unencrypted input, passthrough, ...).
+    pub notices: Vec<String>,
+    /// How the parts will be fetched.
+    pub fetch: FetchOptions,
+    source: Arc<dyn Source>,
+}
+
+impl Plan {
+    /// Total stored bytes.
+    pub fn total_size(&self) -> u64 {
+        self.backup.total_size()
+    }
+
+    /// The detected key derivation, if encrypted.
+    pub fn kdf(&self) -> Option<Kdf> {
+        match &self.encryption {
+            Encryption::Aes { kdf, .. } => Some(*kdf),
+            Encryption::None => None,
+        }
+    }
+
+    fn header_len(&self) -> u64 {
+        match self.encryption {
+            Encryption::Aes { .. } => HEADER_LEN as u64,
+            Encryption::None => 0,
+        }
+    }
+
+    /// Maps an offset in the concatenated stored stream to the part holding it.
+    pub fn locate(&self, stream_offset: u64) -> Option<PartOffset> {
+        locate(&self.backup, stream_offset)
+    }
+}
+
+fn locate(backup: &Backup, stream_offset: u64) -> Option<PartOffset> {
+    let mut start = 0;
+    for p in &backup.parts {
+        if stream_offset < start + p.size {
+            return Some(PartOffset {
+                part: p.name.clone(),
+                offset: stream_offset - start,
+            });
+        }
+        start += p.size;
+    }
+    // One past the end: the end of the last part.
+    backup.parts.last().map(|p| PartOffset {
+        part: p.name.clone(),
+        offset: p.size,
+    })
+}
+
+/// Lists, selects and checks the backup's parts and detects its format. Writes nothing.
+pub async fn prepare(source: Arc<dyn Source>, req: &Request) -> Result<Plan> {
+    catalog::validate_backup_id(&req.backup_id)?;
+    let location = source.describe();
+    let mut objects = source.list(&req.backup_id).await?;
+    if !objects
+        .iter()
+        .any(|o| o.name == req.backup_id || catalog::part_index(&req.backup_id, &o.name).is_some())
+    {
+        // List everything so the error can name the backups that do exist.
+        objects = source.list("").await?;
+    }
+    let backup = catalog::select_parts(&req.backup_id, &location, &objects)?;
+    let mut notices = Vec::new();
+
+    let metadata = match &backup.metadata {
+        Some(m) => {
+            let got = source.get_range(&m.name, 0..m.size).await?;
+            let md = Metadata::parse(&m.name, &got.bytes)?;
+            md.check_parts(&backup, &m.name)?;
+            Some(md)
+        }
+        None => None,
+    };
+
+    let total = backup.total_size();
+    let head = read_stream_head(&*source, &backup, 2 * BLOCK as u64).await?;
+    let first = &backup.parts[0].name;
+    let (encryption, compression) = if let Some(salt) = crypto::parse_header(&head) {
+        let body = total - HEADER_LEN as u64;
+        if body == 0 || body % BLOCK as u64 != 0 {
+            return Err(Error::NotBlockAligned {
+                len: total,
+                part: backup.parts.last().expect("at least one part").name.clone(),
+            });
+        }
+        let secret = req.secret.as_ref().ok_or_else(|| {
+            Error::Config(format!(
+                "backup {} is encrypted (it starts with `Salted__`): give the secret with \
+                 A9S_SECRET=..., --secret-file PATH, or --secret (visible in `ps`)",
+                req.backup_id
+            ))
+        })?;
+        let candidates: Vec<Kdf> = match req.kdf {
+            KdfChoice::Auto => Kdf::AUTO_CANDIDATES.to_vec(),
+            KdfChoice::Fixed(k) => vec![k],
+        };
+        let mut block = [0u8; BLOCK];
+        block.copy_from_slice(&head[HEADER_LEN..HEADER_LEN + BLOCK]);
+        let single_block = body == BLOCK as u64;
+        let mut found = None;
+        for kdf in &candidates {
+            let key = kdf.derive(secret.expose(), &salt)?;
+            let plain = crypto::decrypt_first_block(&key, &block)?;
+            let content: &[u8] = if single_block {
+                match crypto::unpad(&plain) {
+                    Some(n) => &plain[..n],
+                    None => continue,
+                }
+            } else {
+                &plain
+            };
+            if crypto::plausible_plaintext(content) {
+                let compression = if content.starts_with(&crypto::GZIP_MAGIC) {
+                    Compression::Gzip
+                } else {
+                    Compression::None
+                };
+                found = Some((*kdf, key, compression));
+                break;
+            }
+        }
+        let Some((kdf, key, compression)) = found else {
+            let tried: Vec<String> = candidates.iter().map(Kdf::to_string).collect();
+            return Err(Error::WrongSecret {
+                part: first.clone(),
+                tried: tried.join(", "),
+                hint: match req.kdf {
+                    KdfChoice::Auto => {
+                        ", or name the derivation: --md sha1, or --pbkdf2 --iter N for other iteration counts"
+                    }
+                    KdfChoice::Fixed(_) => ", or leave out --md/--pbkdf2 to try the usual derivations",
+                },
+            });
+        };
+        (Encryption::Aes { kdf, key }, compression)
+    } else if head.starts_with(&crypto::GZIP_MAGIC) {
+        notices.push(format!(
+            "backup {} is not encrypted (no `Salted__` header); treating it as plain gzip{}",
+            req.backup_id,
+            if req.secret.is_some() {
+                ", the secret is not needed"
+            } else {
+                ""
+            }
+        ));
+        (Encryption::None, Compression::Gzip)
+    } else if head.starts_with(crypto::PGDMP_MAGIC) {
+        notices.push(format!(
+            "backup {} is an unencrypted pg_dump custom archive; passing it through",
+            req.backup_id
+        ));
+        (Encryption::None, Compression::None)
+    } else {
+        return Err(Error::UnknownFormat {
+            part: first.clone(),
+            start: describe_start(&head),
+        });
+    };
+    if compression == Compression::None && matches!(encryption, Encryption::Aes { .. }) {
+        notices.push(
+            "the decrypted stream is not gzip; passing it through unchanged (a pg_dump custom \
+             archive or an uncompressed dump)"
+                .to_string(),
+        );
+    }
+    let mut fetch = FetchOptions::for_source(&*source, req.concurrency, req.chunk_size);
+    if let Some(r) = req.retries {
+        fetch.retries = r;
+    }
+    Ok(Plan {
+        backup,
+        location,
+        metadata,
+        encryption,
+        compression,
+        notices,
+        fetch,
+        source,
+    })
+}
+
+fn describe_start(head: &[u8]) -> String {
+    let hex: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    hex.join(" ")
+}
+
+/// Reads the first `n` bytes of the concatenated parts (parts may be tiny).
+async fn read_stream_head(source: &dyn Source, backup: &Backup, n: u64) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for p in &backup.parts {
+        if out.len() as u64 >= n {
+            break;
+        }
+        let want = (n - out.len() as u64).min(p.size);
+        let got = source.get_range(&p.name, 0..want).await?;
+        out.extend_from_slice(&got.bytes);
+    }
+    Ok(out)
+}
+
+/// What to compute while streaming.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    /// Compute the plaintext sha256 even without metadata to check it against.
+    pub hash: bool,
+    /// Count COPY rows of plain dumps.
+    pub count_rows: bool,
+    /// Stops the stream and removes partial output when fired.
+    pub shutdown: Shutdown,
+}
+
+/// Whether the metadata's digests were checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetadataCheck {
+    /// No `<backup-id>.json`.
+    Absent,
+    /// Present, but without digests.
+    NoDigests,
+    /// Every recorded digest matched.
+    Matched,
+}
+
+/// The outcome of a finished stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub backup_id: String,
+    pub location: String,
+    pub parts: usize,
+    /// Stored (encrypted) bytes read.
+    pub bytes_stored: u64,
+    /// Bytes after decryption (the gzip stream).
+    pub bytes_compressed: u64,
+    /// Bytes of the dump.
+    pub bytes_dump: u64,
+    pub encryption: &'static str,
+    pub key_derivation: Option<String>,
+    pub compression: Compression,
+    pub gzip_members: u64,
+    pub plaintext_sha256: Option<String>,
+    pub metadata: MetadataCheck,
+    /// Parts whose sha256 was checked against the metadata.
+    pub parts_checked: usize,
+    pub dump_kind: DumpKind,
+    /// Rows per table from the COPY blocks (plain dumps, when counted).
+    pub tables: Option<Vec<TableRows>>,
+    pub seconds: f64,
+}
+
+/// Streams `plan` into `output`. The output is committed (a file renamed into place) only
+/// when every check passed; on any error or interruption partial output is removed.
+pub async fn run(plan: Plan, output: &Output, opts: RunOptions) -> Result<Report> {
+    let started = Instant::now();
+    let sink = output.open()?;
+    let plan = Arc::new(plan);
+    let progress = Progress::bytes(plan.total_size(), opts.progress);
+
+    let (fetch_tx, fetch_rx) = pipe::<Chunk>(PIPE_DEPTH);
+    let (dec_tx, dec_rx) = pipe::<Bytes>(PIPE_DEPTH);
+    let (inf_tx, inf_rx) = pipe::<Bytes>(PIPE_DEPTH);
+
+    let fetch_task = tokio::spawn(fetch::fetch_ordered(
+        plan.source.clone(),
+        plan.backup.parts.clone(),
+        plan.fetch.clone(),
+        progress.clone(),
+        fetch_tx,
+    ));
+    let p = plan.clone();
+    let decrypt_task = tokio::task::spawn_blocking(move || decrypt_stage(&p, fetch_rx, dec_tx));
+    let p = plan.clone();
+    let inflate_task = tokio::task::spawn_blocking(move || inflate_stage(&p, dec_rx, inf_tx));
+    let p = plan.clone();
+    let hash = opts.hash
+        || plan
+            .metadata
+            .as_ref()
+            .is_some_and(|m| m.plaintext_sha256.is_some());
+    let count_rows = opts.count_rows;
+    let sink_task =
+        tokio::task::spawn_blocking(move || sink_stage(&p, inf_rx, sink, hash, count_rows));
+
+    let fetch_abort = fetch_task.abort_handle();
+    let joined = async move {
+        (
+            fetch_task.await,
+            decrypt_task.await,
+            inflate_task.await,
+            sink_task.await,
+        )
+    };
+    tokio::pin!(joined);
+    let (f, d, i, s) = tokio::select! {
+        r = &mut joined => r,
+        reason = opts.shutdown.wait() => {
+            // Stopping the fetch closes the first pipe; every blocking stage then returns,
+            // and the sink removes partial output. Wait for that before reporting.
+            fetch_abort.abort();
+            progress.finish();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), &mut joined).await;
+            return Err(Error::Interrupted { signal: reason });
+        }
+    };
+    progress.finish();
+    let joined_err =
+        |e: tokio::task::JoinError| Error::storage("run", "a pipeline stage", None, false, e);
+    let f = f.map_err(joined_err).and_then(|r| r);
+    let d = d.map_err(joined_err).and_then(|r| r);
+    let i = i.map_err(joined_err).and_then(|r| r);
+    let s = s.map_err(joined_err).and_then(|r| r);
+    // The first real error in pipeline order; `Aborted` is only ever a consequence.
+    if f.is_err() || d.is_err() || i.is_err() || s.is_err() {
+        return Err(first_error(f, d, i, s));
+    }
+    let sink_out = s?;
+    let dec = d?;
+    let inf = i?;
+    let metadata = match &plan.metadata {
+        None => MetadataCheck::Absent,
+        Some(m)
+            if m.plaintext_sha256.is_some()
+                || m.parts.iter().flatten().any(|p| p.sha256.is_some()) =>
+        {
+            MetadataCheck::Matched
+        }
+        Some(_) => MetadataCheck::NoDigests,
+    };
+    Ok(Report {
+        backup_id: plan.backup.id.clone(),
+        location: plan.location.clone(),
+        parts: plan.backup.parts.len(),
+        bytes_stored: plan.total_size(),
+        bytes_compressed: dec.bytes_out,
+        bytes_dump: sink_out.bytes,
+        encryption: match plan.encryption {
+            Encryption::Aes { .. } => "aes-256-cbc",
+            Encryption::None => "none",
+        },
+        key_derivation: plan.kdf().map(|k| k.to_string()),
+        compression: plan.compression,
+        gzip_members: inf.members,
+        plaintext_sha256: sink_out.sha256,
+        metadata,
+        parts_checked: dec.parts_checked,
+        dump_kind: sink_out.kind,
+        tables: sink_out.tables,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn first_error<A, B, C, D>(f: Result<A>, d: Result<B>, i: Result<C>, s: Result<D>) -> Error {
+    let errs = [f.err(), d.err(), i.err(), s.err()];
+    let mut aborted = None;
+    for e in errs.into_iter().flatten() {
+        if matches!(e, Error::Aborted) {
+            aborted = Some(e);
+        } else {
+            return e;
+        }
+    }
+    aborted.unwrap_or(Error::Aborted)
+}
+
+struct DecryptOut {
+    bytes_out: u64,
+    parts_checked: usize,
+}
+
+/// Checks each part's sha256 against the metadata as its bytes stream past.
+struct PartHasher<'a> {
+    plan: &'a Plan,
+    current: Option<(usize, Sha256)>,
+    checked: usize,
+}
+
+impl PartHasher<'_> {
+    fn expected(&self, part: usize) -> Option<&str> {
+        let name = &self.plan.backup.parts[part].name;
+        self.plan
+            .metadata
+            .as_ref()?
+            .parts
+            .as_ref()?
+            .iter()
+            .find(|r| &r.name == name)?
+            .sha256
+            .as_deref()
+    }
+
+    fn feed(&mut self, chunk: &Chunk) -> Result<()> {
+        if self.current.as_ref().map(|c| c.0) != Some(chunk.part) {
+            self.close()?;
+            if self.expected(chunk.part).is_some() {
+                self.current = Some((chunk.part, Sha256::new()));
+            }
+        }
+        if let Some((_, h)) = &mut self.current {
+            h.update(&chunk.bytes);
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        if let Some((part, h)) = self.current.take() {
+            let actual = crate::hex(&h.finalize());
+            let expected = self.expected(part).unwrap_or_default();
+            if !actual.eq_ignore_ascii_case(expected) {
+                return Err(Error::ChecksumMismatch {
+                    what: format!("part {}", self.plan.backup.parts[part].name),
+                    expected: expected.to_string(),
+                    actual,
+                });
+            }
+            self.checked += 1;
+        }
+        Ok(())
+    }
+}
+
+fn decrypt_stage(plan: &Plan, mut rx: PipeRx<Chunk>, tx: PipeTx<Bytes>) -> Result<DecryptOut> {
+    let mut hasher = PartHasher {
+        plan,
+        current: None,
+        checked: 0,
+    };
+    let mut bytes_out = 0u64;
+    match &plan.encryption {
+        Encryption::None => {
+            while let Some(chunk) = rx.blocking_recv()? {
+                hasher.feed(&chunk)?;
+                bytes_out += chunk.bytes.len() as u64;
+                tx.blocking_send(chunk.bytes)?;
+            }
+        }
+        Encryption::Aes { key, .. } => {
+            let mut dec = Decryptor::new(key)?;
+            let mut header_left = HEADER_LEN;
+            while let Some(chunk) = rx.blocking_recv()? {
+                hasher.feed(&chunk)?;
+                let mut data: &[u8] = &chunk.bytes;
+                let skip = header_left.min(data.len());
+                data = &data[skip..];
+                header_left -= skip;
+                let mut out = Vec::with_capacity(data.len() + 2 * BLOCK);
+                dec.update(data, &mut out)?;
+                if !out.is_empty() {
+                    bytes_out += out.len() as u64;
+                    tx.blocking_send(Bytes::from(out))?;
+                }
+            }
+            let consumed = dec.consumed();
+            let mut out = Vec::with_capacity(BLOCK);
+            dec.finish(&mut out).map_err(|e| match e {
+                FinishError::NotAligned => Error::NotBlockAligned {
+                    len: consumed + HEADER_LEN as u64,
+                    part: plan.backup.parts.last().expect("parts").name.clone(),
+                },
+                FinishError::BadPadding => Error::BadPadding {
+                    at: plan
+                        .locate(HEADER_LEN as u64 + consumed - BLOCK as u64)
+                        .expect("parts"),
+                },
+            })?;
+            bytes_out += out.len() as u64;
+            if !out.is_empty() {
+                tx.blocking_send(Bytes::from(out))?;
+            }
+        }
+    }
+    hasher.close()?;
+    tx.blocking_finish()?;
+    Ok(DecryptOut {
+        bytes_out,
+        parts_checked: hasher.checked,
+    })
+}
+
+fn inflate_stage(
+    plan: &Plan,
+    rx: PipeRx<Bytes>,
+    tx: PipeTx<Bytes>,
+) -> Result<inflate::GunzipStats> {
+    match plan.compression {
+        Compression::None => {
+            let mut rx = rx;
+            let mut n = 0;
+            while let Some(b) = rx.blocking_recv()? {
+                n += b.len() as u64;
+                tx.blocking_send(b)?;
+            }
+            tx.blocking_finish()?;
+            Ok(inflate::GunzipStats {
+                bytes_in: n,
+                bytes_out: n,
+                members: 0,
+            })
+        }
+        Compression::Gzip => {
+            let mut reader = PipeReader::new(rx);
+            let result = inflate::gunzip(&mut reader, |b| tx.blocking_send(b));
+            match result {
+                Ok(stats) => {
+                    tx.blocking_finish()?;
+                    Ok(stats)
+                }
+                Err(_) if reader.aborted => Err(Error::Aborted),
+                Err(GunzipError::Input(_)) => Err(Error::Aborted),
+                Err(GunzipError::Output(e)) => Err(e),
+                Err(GunzipError::Corrupt {
+                    reason,
+                    offset,
+                    truncated,
+                }) => Err(Error::Gzip {
+                    reason,
+                    offset,
+                    at: plan.locate(plan.header_len() + offset),
+                    advice: if truncated {
+                        "The backup ends too early: the last part is truncated or missing. \
+                         Check the part list and sizes against the bucket."
+                    } else {
+                        "That part is corrupt: download it again, or compare it with its sha256 in the metadata."
+                    },
+                }),
+            }
+        }
+    }
+}
+
+struct SinkOut {
+    bytes: u64,
+    sha256: Option<String>,
+    kind: DumpKind,
+    tables: Option<Vec<TableRows>>,
+}
+
+fn sink_stage(
+    plan: &Plan,
+    mut rx: PipeRx<Bytes>,
+    mut sink: Sink,
+    hash: bool,
+    count_rows: bool,
+) -> Result<SinkOut> {
+    let mut sha = hash.then(Sha256::new);
+    let mut head: Vec<u8> = Vec::new();
+    let mut kind: Option<DumpKind> = None;
+    let mut counter: Option<CopyCounter> = None;
+    let mut bytes = 0u64;
+    let decide = |head: &[u8]| {
+        let k = dump::sniff(head);
+        let c = (count_rows && k.is_plain()).then(|| {
+            let mut c = CopyCounter::new();
+            c.feed(head);
+            c
+        });
+        (k, c)
+    };
+    while let Some(b) = rx.blocking_recv()? {
+        bytes += b.len() as u64;
+        if let Some(h) = &mut sha {
+            h.update(&b);
+        }
+        match kind {
+            None => {
+                let take = (dump::SNIFF_LEN - head.len()).min(b.len());
+                head.extend_from_slice(&b[..take]);
+                if head.len() == dump::SNIFF_LEN {
+                    let (k, mut c) = decide(&head);
+                    if let Some(c) = &mut c {
+                        c.feed(&b[take..]);
+                    }
+                    kind = Some(k);
+                    counter = c;
+                }
+            }
+            Some(_) => {
+                if let Some(c) = &mut counter {
+                    c.feed(&b);
+                }
+            }
+        }
+        sink.write(&b)?;
+    }
+    let kind = match kind {
+        Some(k) => k,
+        None => {
+            let (k, c) = decide(&head);
+            counter = c;
+            k
+        }
+    };
+    let sha256 = sha.map(|h| crate::hex(&h.finalize()));
+    if let (Some(actual), Some(expected)) = (
+        &sha256,
+        plan.metadata
+            .as_ref()
+            .and_then(|m| m.plaintext_sha256.as_ref()),
+    ) {
+        if !actual.eq_ignore_ascii_case(expected) {
+            return Err(Error::ChecksumMismatch {
+                what: format!("the dump of backup {}", plan.backup.id),
+                expected: expected.clone(),
+                actual: actual.clone(),
+            });
+        }
+    }
+    sink.commit()?;
+    Ok(SinkOut {
+        bytes,
+        sha256,
+        kind,
+        tables: counter.map(CopyCounter::into_tables),
+    })
+}
