@@ -129,11 +129,13 @@ pub enum Error {
     },
 
     /// The gzip stream is corrupt or truncated.
-    #[error("the gzip stream is corrupt: {reason} (compressed byte {offset}{}). {advice}", at_part(.at))]
+    #[error("the gzip stream is corrupt: {reason} (compressed byte {offset}{}){}. {advice}", at_part(.at), span_text(.span))]
     Gzip {
         reason: String,
         offset: u64,
         at: Option<PartOffset>,
+        /// For a CRC mismatch: the damage lies between these two places.
+        span: Option<(PartOffset, PartOffset)>,
         advice: &'static str,
     },
 
@@ -266,6 +268,12 @@ fn last_found(last: &Option<String>) -> String {
 
 fn at_part(at: &Option<PartOffset>) -> String {
     at.as_ref().map(|p| format!(", in {p}")).unwrap_or_default()
+}
+
+fn span_text(span: &Option<(PartOffset, PartOffset)>) -> String {
+    span.as_ref()
+        .map(|(a, b)| format!("; the damaged bytes lie between {a} and {b}"))
+        .unwrap_or_default()
 }
 
 fn range_text(r: &Option<(u64, u64)>) -> String {

@@ -25,6 +25,8 @@ pub enum GunzipError {
         reason: String,
         offset: u64,
         truncated: bool,
+        /// Where the member that failed its CRC32 started: the damage lies in between.
+        member_start: Option<u64>,
     },
     /// Reading the input failed (an upstream stage failed).
     Input(io::Error),
@@ -103,6 +105,7 @@ fn corrupt(reason: String, offset: u64, truncated: bool) -> GunzipError {
         reason,
         offset,
         truncated,
+        member_start: None,
     }
 }
 
@@ -158,6 +161,7 @@ where
             }
             break;
         }
+        let member_start = r.pos;
         read_header(&mut r, stats.members)?;
         stats.members += 1;
 
@@ -216,15 +220,15 @@ where
         let want_size = r.u32_le("gzip trailer")?;
         let got_crc = crc.finalize();
         if want_crc != got_crc {
-            return Err(corrupt(
-                format!(
-                    "CRC32 mismatch at the end of member {} (stored {want_crc:08x}, computed {got_crc:08x}); \
-                     the corruption lies somewhere in that member",
+            return Err(GunzipError::Corrupt {
+                reason: format!(
+                    "CRC32 mismatch at the end of member {} (stored {want_crc:08x}, computed {got_crc:08x})",
                     stats.members
                 ),
-                trailer_at,
-                false,
-            ));
+                offset: trailer_at,
+                truncated: false,
+                member_start: Some(member_start),
+            });
         }
         if want_size != member_out as u32 {
             return Err(corrupt(

@@ -628,13 +628,23 @@ fn inflate_stage(
                     reason,
                     offset,
                     truncated,
+                    member_start,
                 }) => Err(Error::Gzip {
                     reason,
                     offset,
                     at: plan.locate(plan.header_len() + offset),
+                    span: member_start.and_then(|start| {
+                        Some((
+                            plan.locate(plan.header_len() + start)?,
+                            plan.locate(plan.header_len() + offset)?,
+                        ))
+                    }),
                     advice: if truncated {
                         "The backup ends too early: the last part is truncated or missing. \
                          Check the part list and sizes against the bucket."
+                    } else if member_start.is_some() {
+                        "A part is corrupt. Compare the parts with their sha256 in the metadata \
+                         (`verify` does, and names the part), or download them again."
                     } else {
                         "That part is corrupt: download it again, or compare it with its sha256 in the metadata."
                     },

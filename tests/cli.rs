@@ -1,0 +1,201 @@
+//! The command line as an operator meets it: output files, secrets, pipes, signals, help.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+#[test]
+fn output_file_is_atomic_private_and_not_overwritten() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = dump_text(2, 500);
+    cli_backup(tmp.path(), ID, &plain, "-md md5", 3, Naming::FromOne);
+    let out_dir = tempfile::tempdir().unwrap();
+    let target = out_dir.path().join("x.dump");
+    let t = target.to_str().unwrap();
+
+    let out = recover(tmp.path(), ID, SECRET, &["-o", t]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert_eq!(fs::read(&target).unwrap(), plain);
+    let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(files_in(out_dir.path()), vec!["x.dump"]);
+
+    fs::write(&target, b"precious").unwrap();
+    let out = recover(tmp.path(), ID, SECRET, &["-o", t]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert_eq!(fs::read(&target).unwrap(), b"precious");
+
+    let out = recover(tmp.path(), ID, SECRET, &["-o", t, "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read(&target).unwrap(), plain);
+}
+
+#[test]
+fn secret_from_file_env_and_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    cli_backup(tmp.path(), ID, b"data\n", "-md md5", 1, Naming::FromOne);
+    let secret_file = tmp.path().join("secret.txt");
+    fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+
+    let out = bin()
+        .arg("--bucket")
+        .arg(tmp.path())
+        .args(["--backup-id", ID, "--secret-file"])
+        .arg(&secret_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"data\n");
+
+    let out = bin()
+        .arg("--bucket")
+        .arg(tmp.path())
+        .args(["--backup-id", ID, "--secret", SECRET])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(e.contains("visible to other users"), "{e}");
+    assert!(!e.contains(SECRET), "the secret leaked: {e}");
+}
+
+#[test]
+fn no_secret_and_no_terminal_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    cli_backup(tmp.path(), ID, b"data\n", "-md md5", 1, Naming::FromOne);
+    let out = bin()
+        .arg("--bucket")
+        .arg(tmp.path())
+        .args(["--backup-id", ID])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let e = stderr(&out);
+    assert!(
+        e.contains("is encrypted") && e.contains("A9S_SECRET"),
+        "{e}"
+    );
+}
+
+#[test]
+fn closed_stdout_exits_zero_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = random_bytes(3 << 20, 5);
+    cli_backup(tmp.path(), ID, &plain, "-md md5", 4, Naming::FromOne);
+    let mut child = bin()
+        .arg("--bucket")
+        .arg(tmp.path())
+        .args(["--backup-id", ID])
+        .env("A9S_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 100];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout); // like `| head -c 100`
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    assert_eq!(&first[..], &plain[..100]);
+}
+
+fn interrupt_during_stream(signal: &str, expected_code: i32) {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = random_bytes(4 << 20, 6);
+    cli_backup(tmp.path(), ID, &plain, "-md md5", 4, Naming::FromOne);
+    let out_dir = tempfile::tempdir().unwrap();
+    let target = out_dir.path().join("x.dump");
+    let partial = out_dir.path().join("x.dump.partial");
+    let child = bin()
+        .arg("--bucket")
+        .arg(tmp.path())
+        .args(["--backup-id", ID, "--limit-rate", "1MiB", "-o"])
+        .arg(&target)
+        .env("A9S_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the stream has started writing.
+    let start = Instant::now();
+    while fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(20), "never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let st = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(expected_code), "{}", stderr(&out));
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert_eq!(files_in(out_dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn ctrl_c_exits_130_and_removes_the_partial_file() {
+    interrupt_during_stream("-INT", 130);
+}
+
+#[test]
+fn sigterm_exits_143_and_removes_the_partial_file() {
+    interrupt_during_stream("-TERM", 143);
+}
+
+#[test]
+fn help_teaches() {
+    let out = bin().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let h = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--bucket",
+        "--backup-id",
+        "--secret-file",
+        "A9S_SECRET",
+        "openssl enc",
+        "Exit status",
+        "verify",
+        "pack",
+    ] {
+        assert!(h.contains(needle), "help lacks {needle}:\n{h}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = bin().args(["--bucket", "x"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--backup-id"), "{}", stderr(&out));
+}
+
+#[test]
+fn quiet_hides_notices_and_verbose_tells_what_was_detected() {
+    let tmp = tempfile::tempdir().unwrap();
+    cli_backup(
+        tmp.path(),
+        ID,
+        &dump_text(1, 10),
+        "-md sha256",
+        2,
+        Naming::FromOne,
+    );
+    let out = recover(tmp.path(), ID, SECRET, &["-v"]);
+    let e = stderr(&out);
+    assert!(e.contains("2 part(s)"), "{e}");
+    assert!(e.contains("-md sha256"), "{e}");
+    assert!(e.contains("pg_dumpall"), "{e}");
+    assert!(e.contains("dump sha256"), "{e}");
+    let out = recover(tmp.path(), ID, SECRET, &["-q"]);
+    assert!(out.status.success());
+    assert_eq!(stderr(&out), "");
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real binary against backups made by the real `gzip`, `openssl`
+//! and `split` command-line tools, in temporary directories.
+
+mod support;
+
+mod bad_input;
+mod byte_exact;
+mod cli;
+mod pack_verify;
+mod props;

@@ -1,0 +1,226 @@
+//! Shared helpers: run the binary, make backups with the real CLI tools, hash, corrupt.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use sha2::{Digest, Sha256};
+
+pub const ID: &str = "b6f4c071-ef44-4af2-9608-531b4ce4823f-1548967947154";
+pub const SECRET: &str = "NYHD8MVmA55HEqoaYHpQaxfwEMcQ1wkI";
+
+/// The binary under test, with a clean environment for secrets.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_a9s-recover"));
+    c.env_remove("A9S_SECRET").stdin(Stdio::null());
+    c
+}
+
+/// Runs `a9s-recover --bucket DIR --backup-id ID` with the secret in the environment.
+pub fn recover(dir: &Path, id: &str, secret: &str, extra: &[&str]) -> Output {
+    bin()
+        .arg("--bucket")
+        .arg(dir)
+        .args(["--backup-id", id])
+        .args(extra)
+        .env("A9S_SECRET", secret)
+        .output()
+        .expect("run a9s-recover")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    a9s_recover::hex(&Sha256::digest(data))
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*).
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// pg_dumpall-shaped text: compresses like a real dump, with COPY blocks to count.
+pub fn dump_text(tables: usize, rows: usize) -> Vec<u8> {
+    let mut s = String::from(
+        "--\n-- PostgreSQL database cluster dump\n--\n\nSET default_transaction_read_only = off;\n\n\\connect shop\n\n",
+    );
+    for t in 0..tables {
+        s.push_str(&format!(
+            "CREATE TABLE public.t{t} (id integer, name text, note text);\n\nCOPY public.t{t} (id, name, note) FROM stdin;\n"
+        ));
+        for r in 0..rows {
+            s.push_str(&format!(
+                "{r}\tname-{r}-{t}\tsome note with\\ttab and \\\\ backslash {}\n",
+                r * 7919 % 1000
+            ));
+        }
+        s.push_str("\\.\n\n");
+    }
+    s.push_str("--\n-- PostgreSQL database cluster dump complete\n--\n");
+    s.into_bytes()
+}
+
+/// How the parts are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// `ID-1`, `ID-2`, … `ID-10`: the a9s layout, where natural order matters.
+    FromOne,
+    /// `ID-0`, `ID-1`, …
+    FromZero,
+    /// `ID-001`, `ID-002`, … as `split --numeric-suffixes=1 -a 3` writes them.
+    Padded,
+}
+
+/// Runs a shell pipeline with `S` holding the secret (so it is not in argv).
+pub fn sh(script: &str, secret: &str) {
+    let st = Command::new("sh")
+        .args(["-euc", script])
+        .env("S", secret)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run sh");
+    assert!(
+        st.status.success(),
+        "shell pipeline failed: {script}\n{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+}
+
+/// Makes a backup with the real tools: `gzip -c | openssl enc -aes256 ENC -pass env:S`,
+/// then `split` into about `parts` parts named per `naming`. Returns the part paths in order.
+pub fn cli_backup(
+    dir: &Path,
+    id: &str,
+    plaintext: &[u8],
+    enc_args: &str,
+    parts: usize,
+    naming: Naming,
+) -> Vec<PathBuf> {
+    fs::create_dir_all(dir).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let plain = work.path().join("plain");
+    fs::write(&plain, plaintext).unwrap();
+    let ct = work.path().join("ct");
+    sh(
+        &format!(
+            "gzip -c < '{}' | openssl enc -aes256 {enc_args} -pass env:S 2>/dev/null > '{}'",
+            plain.display(),
+            ct.display()
+        ),
+        SECRET,
+    );
+    split_file(&ct, dir, id, parts, naming)
+}
+
+/// Splits `file` with the real `split` into about `parts` parts.
+pub fn split_file(file: &Path, dir: &Path, id: &str, parts: usize, naming: Naming) -> Vec<PathBuf> {
+    let len = fs::metadata(file).unwrap().len() as usize;
+    let size = len.div_ceil(parts.max(1)).max(1);
+    let start = if naming == Naming::FromZero { 0 } else { 1 };
+    sh(
+        &format!(
+            "split -b {size} --numeric-suffixes={start} -a 4 '{}' '{}/{id}-'",
+            file.display(),
+            dir.display()
+        ),
+        "",
+    );
+    let mut names: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|p| {
+            let n = p.file_name()?.to_str()?.to_string();
+            let digits = n.strip_prefix(&format!("{id}-"))?;
+            Some((digits.parse().ok()?, p))
+        })
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|(i, p)| {
+            let new = match naming {
+                Naming::Padded => dir.join(format!("{id}-{i:03}")),
+                Naming::FromOne | Naming::FromZero => dir.join(format!("{id}-{i}")),
+            };
+            fs::rename(&p, &new).unwrap();
+            new
+        })
+        .collect()
+}
+
+/// The a9s manual's decryption, run by the real tools over a directory of parts.
+pub fn manual_pipeline(dir: &Path, id: &str, dec_args: &str, secret: &str) -> Vec<u8> {
+    let out = Command::new("sh")
+        .args([
+            "-euc",
+            &format!(
+                "cd '{}' && cat $(ls -1v {id}-*) | openssl enc -aes256 {dec_args} -d -pass env:S 2>/dev/null | gunzip -c",
+                dir.display()
+            ),
+        ])
+        .env("S", secret)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "manual pipeline failed: {}",
+        stderr(&out)
+    );
+    out.stdout
+}
+
+/// Packs `data` with the binary.
+pub fn pack(dir: &Path, id: &str, data: &[u8], extra: &[&str]) -> Output {
+    use std::io::Write;
+    let mut child = bin()
+        .args(["pack", "--bucket"])
+        .arg(dir)
+        .args(["--backup-id", id])
+        .args(extra)
+        .env("A9S_SECRET", SECRET)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = data.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+/// Flips one byte of a file.
+pub fn flip_byte(path: &Path, offset: usize) {
+    let mut b = fs::read(path).unwrap();
+    b[offset] ^= 0x5a;
+    fs::write(path, b).unwrap();
+}
+
+/// Files left in a directory (to check nothing half-written remains).
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|r| {
+            r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
