@@ -135,7 +135,7 @@ pub enum Error {
         offset: u64,
         at: Option<PartOffset>,
         /// For a CRC mismatch: the damage lies between these two places.
-        span: Option<(PartOffset, PartOffset)>,
+        span: Option<Box<(PartOffset, PartOffset)>>,
         advice: &'static str,
     },
 
@@ -270,8 +270,8 @@ fn at_part(at: &Option<PartOffset>) -> String {
     at.as_ref().map(|p| format!(", in {p}")).unwrap_or_default()
 }
 
-fn span_text(span: &Option<(PartOffset, PartOffset)>) -> String {
-    span.as_ref()
+fn span_text(span: &Option<Box<(PartOffset, PartOffset)>>) -> String {
+    span.as_deref()
         .map(|(a, b)| format!("; the damaged bytes lie between {a} and {b}"))
         .unwrap_or_default()
 }

@@ -634,10 +634,10 @@ fn inflate_stage(
                     offset,
                     at: plan.locate(plan.header_len() + offset),
                     span: member_start.and_then(|start| {
-                        Some((
+                        Some(Box::new((
                             plan.locate(plan.header_len() + start)?,
                             plan.locate(plan.header_len() + offset)?,
-                        ))
+                        )))
                     }),
                     advice: if truncated {
                         "The backup ends too early: the last part is truncated or missing. \
