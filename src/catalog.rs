@@ -162,20 +162,30 @@ fn check_numbering(backup_id: &str, parts: &[Part]) -> Result<()> {
         }
     }
     // Natural order and numeric order agree once duplicates are excluded.
+    // Only the first few missing indices are kept: a stray `<id>-99999999999` must not
+    // make us allocate a list of a hundred billion numbers.
+    const SHOWN: usize = 20;
     let first = indices[0];
-    let mut missing = Vec::new();
+    let mut missing: Vec<u64> = Vec::new();
+    let mut missing_count: u64 = 0;
+    let mut note = |range: std::ops::Range<u64>| {
+        missing_count += range.end - range.start;
+        let room = SHOWN.saturating_sub(missing.len());
+        missing.extend(range.take(room));
+    };
     if first > 1 {
-        missing.extend(1..first);
+        note(1..first);
     }
     for w in indices.windows(2) {
         if w[1] != w[0] + 1 {
-            missing.extend((w[0] + 1..w[1]).take(100));
+            note(w[0] + 1..w[1]);
         }
     }
-    if !missing.is_empty() {
+    if missing_count > 0 {
         return Err(Error::MissingParts {
             backup_id: backup_id.to_string(),
             missing,
+            missing_count,
             found: parts.len(),
             last: parts.last().map(|p| p.name.clone()),
         });
@@ -356,6 +366,26 @@ mod tests {
         let late: Vec<ObjectMeta> = (3..=4).map(|i| obj(&format!("{ID}-{i}"), 1)).collect();
         match select_parts(ID, "here", &late) {
             Err(Error::MissingParts { missing, .. }) => assert_eq!(missing, vec![1, 2]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Found by the part_names fuzz target: a huge part index allocated every missing index.
+    #[test]
+    fn regression_huge_gap_does_not_allocate_it() {
+        let objs = [
+            obj(&format!("{ID}-1"), 1),
+            obj(&format!("{ID}-99999999999999"), 1),
+        ];
+        match select_parts(ID, "x", &objs) {
+            Err(Error::MissingParts {
+                missing,
+                missing_count,
+                ..
+            }) => {
+                assert_eq!(missing.len(), 20);
+                assert_eq!(missing_count, 99_999_999_999_997);
+            }
             other => panic!("{other:?}"),
         }
     }

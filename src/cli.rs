@@ -482,8 +482,8 @@ fn verify_text(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "compression  {:?}, {} member(s), {}",
-        r.compression,
+        "compression  {}, {} member(s), {}",
+        format!("{:?}", r.compression).to_lowercase(),
         r.gzip_members,
         format_bytes(r.bytes_compressed)
     );

@@ -131,9 +131,10 @@ impl CopyCounter {
 
     fn statement_line(&mut self, line: &[u8]) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if let Some(rest) = line.strip_prefix(b"COPY ") {
-            if line.ends_with(b" FROM stdin;") {
-                let body = &rest[..rest.len() - b" FROM stdin;".len()];
+        if line.starts_with(b"COPY ") {
+            // `strip_suffix` on what follows the prefix: in `COPY FROM stdin;` the two share
+            // a space, and that line is no COPY header.
+            if let Some(body) = line[5..].strip_suffix(b" FROM stdin;") {
                 let table = copy_table_name(body);
                 self.tables.push(TableRows {
                     database: self.database.clone(),
@@ -307,6 +308,15 @@ COPY public.orders FROM stdin;\nx\n\\.x\n\\.\nSELECT 1;\n";
             parse_connect("-reuse-previous=on \"dbname='a\\'b'\"").as_deref(),
             Some("a'b")
         );
+    }
+
+    /// Found by the dump_sniffer fuzz target: an underflow on `COPY FROM stdin;`.
+    #[test]
+    fn regression_copy_without_table_does_not_underflow() {
+        let mut c = CopyCounter::new();
+        c.feed(b"COPY FROM stdin;\n1\n");
+        assert!(c.tables().is_empty());
+        assert!(!c.in_copy());
     }
 
     #[test]

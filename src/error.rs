@@ -55,13 +55,16 @@ pub enum Error {
 
     /// The part numbers have holes.
     #[error(
-        "backup {backup_id} is incomplete: part index {} is missing (found {found} parts{}). \
+        "backup {backup_id} is incomplete: part index {} {} missing (found {found} parts{}). \
          Nothing was written; restore the missing parts or pick another backup.",
-        list_numbers(.missing), last_found(.last)
+        list_numbers(.missing, *.missing_count), if *.missing_count == 1 { "is" } else { "are" }, last_found(.last)
     )]
     MissingParts {
         backup_id: String,
+        /// The first few missing indices.
         missing: Vec<u64>,
+        /// How many are missing in all.
+        missing_count: u64,
         found: usize,
         last: Option<String>,
     },
@@ -251,11 +254,11 @@ fn existing_ids(ids: &[String]) -> String {
     }
 }
 
-fn list_numbers(n: &[u64]) -> String {
+fn list_numbers(n: &[u64], total: u64) -> String {
     let shown: Vec<String> = n.iter().take(10).map(u64::to_string).collect();
     let mut s = shown.join(", ");
-    if n.len() > 10 {
-        s.push_str(&format!(" and {} more", n.len() - 10));
+    if total > shown.len() as u64 {
+        s.push_str(&format!(" and {} more", total - shown.len() as u64));
     }
     s
 }

@@ -41,10 +41,15 @@ fn exit_for(e: anyhow::Error) -> ExitCode {
             ExitCode::from(if *signal == "SIGTERM" { 143 } else { 130 })
         }
         Some(Error::Config(_)) => {
-            eprintln!("a9s-recover: error: {e:#}");
+            eprintln!("a9s-recover: error: {e}");
             ExitCode::from(2)
         }
-        _ => {
+        // Library errors already quote their cause; anyhow's chain would repeat it.
+        Some(lib) => {
+            eprintln!("a9s-recover: error: {lib}");
+            ExitCode::FAILURE
+        }
+        None => {
             eprintln!("a9s-recover: error: {e:#}");
             ExitCode::FAILURE
         }

@@ -68,7 +68,11 @@ pub async fn pack(
     if req.part_size == 0 {
         return Err(Error::Config("--part-size must be at least 1 byte".into()));
     }
-    let existing = source.list(&req.backup_id).await?;
+    let existing = match source.list(&req.backup_id).await {
+        // A directory that does not exist yet is created by the first upload.
+        Err(Error::LocationMissing { .. }) => Vec::new(),
+        r => r?,
+    };
     if existing.iter().any(|o| {
         o.name == req.backup_id
             || o.name == catalog::metadata_name(&req.backup_id)

@@ -206,3 +206,27 @@ fn file_url_location() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(out.stdout, b"hello\n");
 }
+
+/// The README's quick start: the bundled example backup recovers and verifies.
+#[test]
+fn bundled_example_backup_recovers() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bucket");
+    let id = "5d3c9a1e-7f2b-4c1a-9e8d-2b6f0a4c8e17-1732183200000";
+    let out = recover(&dir, id, "demo", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("--\n-- PostgreSQL database cluster dump\n"));
+    assert!(text.contains("COPY sales.orders (id, customer_id, total, placed_at) FROM stdin;"));
+    let out = bin()
+        .args(["verify", "--json", "--bucket"])
+        .arg(&dir)
+        .args(["--backup-id", id])
+        .env("A9S_SECRET", "demo")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["metadata"], "matched");
+    assert_eq!(r["parts"], 14);
+    assert_eq!(r["tables"][1]["rows"], 2000);
+}
