@@ -223,6 +223,64 @@ pub fn backup_ids(objects: &[ObjectMeta]) -> Vec<String> {
     ids
 }
 
+/// One backup as `list` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BackupSummary {
+    pub backup_id: String,
+    pub instance_id: Option<String>,
+    /// The id's timestamp, milliseconds since the epoch.
+    pub timestamp_ms: Option<u64>,
+    /// The same in UTC, RFC 3339.
+    pub time_utc: Option<String>,
+    pub parts: usize,
+    pub size: u64,
+    pub metadata: bool,
+    /// Parts contiguous, none empty, and (when there is metadata) matching it.
+    pub complete: bool,
+    /// Why it is not complete.
+    pub problem: Option<String>,
+}
+
+/// Whether `id` belongs to `instance` (`<instance>-<timestamp>`).
+pub fn is_of_instance(id: &str, instance: &str) -> bool {
+    split_backup_id(id).is_some_and(|(inst, _)| inst == instance)
+}
+
+/// Summaries of the backups in a listing, newest first, from the part names alone.
+/// [`crate::pipeline::list_backups`] adds the metadata checks.
+pub fn summarize(objects: &[ObjectMeta], instance: Option<&str>) -> Vec<BackupSummary> {
+    backup_ids(objects)
+        .into_iter()
+        .filter(|id| instance.is_none_or(|i| is_of_instance(id, i)))
+        .map(|id| {
+            let ts = split_backup_id(&id);
+            let has_meta = objects.iter().any(|o| o.name == metadata_name(&id));
+            let (parts, size, problem) = match select_parts(&id, "", objects) {
+                Ok(b) => (b.parts.len(), b.total_size(), None),
+                Err(Error::NoSuchBackup { .. }) => (0, 0, Some("no parts".to_string())),
+                Err(e) => {
+                    let n: Vec<&ObjectMeta> = objects
+                        .iter()
+                        .filter(|o| part_index(&id, &o.name).is_some())
+                        .collect();
+                    (n.len(), n.iter().map(|o| o.size).sum(), Some(e.to_string()))
+                }
+            };
+            BackupSummary {
+                instance_id: ts.map(|t| t.0.to_string()),
+                timestamp_ms: ts.map(|t| t.1),
+                time_utc: ts.map(|t| crate::pack::rfc3339_from_millis(t.1)),
+                parts,
+                size,
+                metadata: has_meta,
+                complete: problem.is_none(),
+                problem,
+                backup_id: id,
+            }
+        })
+        .collect()
+}
+
 /// What we write into, and read from, `<backup-id>.json`. Every field is optional when
 /// reading, so metadata written by the a9s Backup Manager or by older versions still loads.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -261,12 +319,42 @@ pub struct PartRecord {
 }
 
 impl Metadata {
-    /// Parses the metadata file. Unknown fields are ignored; a file that is not a JSON object
-    /// is an error, because a corrupt metadata file means the backup cannot be trusted.
+    /// Parses the metadata file. Fields we do not know, or whose shape is not ours (metadata
+    /// written by the a9s Backup Manager), are ignored; a file that is not a JSON object is an
+    /// error, because a corrupt metadata file means the backup cannot be trusted.
     pub fn parse(name: &str, data: &[u8]) -> Result<Metadata> {
-        serde_json::from_slice(data).map_err(|e| Error::BadMetadata {
+        use serde_json::Value;
+        let bad = |reason: String| Error::BadMetadata {
             name: name.to_string(),
-            reason: e.to_string(),
+            reason,
+        };
+        let v: Value = serde_json::from_slice(data).map_err(|e| bad(e.to_string()))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| bad("it is not a JSON object".into()))?;
+        let s = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
+        let parts = obj.get("parts").and_then(Value::as_array).and_then(|arr| {
+            arr.iter()
+                .map(|p| {
+                    Some(PartRecord {
+                        name: p.get("name")?.as_str()?.to_string(),
+                        size: p.get("size")?.as_u64()?,
+                        sha256: p.get("sha256").and_then(Value::as_str).map(str::to_string),
+                    })
+                })
+                .collect::<Option<Vec<_>>>()
+        });
+        Ok(Metadata {
+            backup_id: s("backup_id"),
+            instance_id: s("instance_id"),
+            created_at: s("created_at"),
+            tool: s("tool"),
+            encryption: s("encryption"),
+            key_derivation: s("key_derivation"),
+            compression: s("compression"),
+            parts,
+            plaintext_size: obj.get("plaintext_size").and_then(Value::as_u64),
+            plaintext_sha256: s("plaintext_sha256"),
         })
     }
 
@@ -418,6 +506,29 @@ mod tests {
     }
 
     #[test]
+    fn summaries_newest_first_with_problems() {
+        let objs = [
+            obj("inst-1600000000000-1", 10),
+            obj("inst-1600000000000-2", 10),
+            obj("inst-1700000000000-1", 10),
+            obj("inst-1700000000000-3", 10),
+            obj("inst-1700000000000.json", 5),
+            obj("other-1800000000000-1", 10),
+        ];
+        let s = summarize(&objs, Some("inst"));
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].backup_id, "inst-1700000000000");
+        assert!(!s[0].complete);
+        assert!(s[0].problem.as_deref().unwrap().contains("part index 2"));
+        assert!(s[0].metadata);
+        assert_eq!(s[1].backup_id, "inst-1600000000000");
+        assert!(s[1].complete);
+        assert_eq!(s[1].size, 20);
+        assert_eq!(s[1].time_utc.as_deref(), Some("2020-09-13T12:26:40.000Z"));
+        assert_eq!(summarize(&objs, None).len(), 3);
+    }
+
+    #[test]
     fn backup_id_shape() {
         assert_eq!(split_backup_id(ID).unwrap().1, 1548967947154);
         assert!(split_backup_id("abc-12").is_none());
@@ -430,5 +541,11 @@ mod tests {
         let m = Metadata::parse("m.json", br#"{"backup_id":"x","whatever":[1,2]}"#).unwrap();
         assert_eq!(m.backup_id.as_deref(), Some("x"));
         assert!(Metadata::parse("m.json", b"{not json").is_err());
+        assert!(Metadata::parse("m.json", b"[1]").is_err());
+        // Someone else's shape of `parts` is ignored rather than misread.
+        let other =
+            Metadata::parse("m.json", br#"{"parts":["a","b"],"plaintext_size":"3"}"#).unwrap();
+        assert_eq!(other.parts, None);
+        assert_eq!(other.plaintext_size, None);
     }
 }

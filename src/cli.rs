@@ -11,7 +11,7 @@ use a9s_recover::crypto::{Digest, Kdf, DEFAULT_PBKDF2_ITER};
 use a9s_recover::pack::{self, PackRequest};
 use a9s_recover::pipeline::{self, KdfChoice, Plan, Report, Request, RunOptions};
 use a9s_recover::sink::Output;
-use a9s_recover::source::{Location, Source, StorageKind, Throttled};
+use a9s_recover::source::{CloudOptions, Location, Source, StorageKind, Throttled};
 use a9s_recover::{format_bytes, parse_size, Secret, Shutdown};
 
 const ABOUT: &str = "Recover an openssl-encrypted, gzipped, split PostgreSQL backup as one stream";
@@ -80,17 +80,43 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Write a backup from a dump on stdin: gzip, openssl enc (AES-256-CBC), parts, metadata.
     Pack(PackArgs),
+    /// List the backups at a location, newest first: id, time (UTC), parts, size, and
+    /// whether each is complete.
+    List(ListArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct SourceArgs {
-    /// Where the backups are: a directory or file:///path.
+    /// Where the backups are: s3://BUCKET[/PREFIX], az://CONTAINER[/PREFIX], a directory,
+    /// file:///path, or a bare bucket name (S3, unless a directory of that name exists).
     #[arg(short, long, value_name = "LOCATION", required = true)]
     pub bucket: Option<String>,
 
     /// Force the storage kind instead of guessing it from LOCATION.
     #[arg(long, value_enum, value_name = "KIND")]
     pub storage: Option<StorageArg>,
+
+    /// S3 region [default: from the AWS config, else us-east-1].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// S3-compatible endpoint (path-style; also AWS_ENDPOINT_URL), or the Azure blob
+    /// endpoint (Azurite: http://HOST:PORT/ACCOUNT; sovereign clouds).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+
+    /// AWS profile from the shared config and credentials files.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Azure storage account (also AZURE_STORAGE_ACCOUNT).
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+
+    /// Give up on a cloud request that receives nothing for this many seconds; the range is
+    /// then retried.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub read_timeout: u64,
 
     /// Limit the read rate, e.g. 50MiB (per second), to spare a shared link.
     #[arg(long, value_name = "RATE", value_parser = parse_size)]
@@ -100,6 +126,8 @@ pub struct SourceArgs {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum StorageArg {
     Local,
+    S3,
+    Azure,
 }
 
 #[derive(Debug, Args)]
@@ -140,11 +168,11 @@ pub enum MdArg {
 
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// Ranged reads in flight [default: 4 for a local directory].
+    /// Ranged reads in flight [default: 16 for S3 and Azure, 4 for a local directory].
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
 
-    /// Bytes per ranged read, e.g. 8MiB [default: 4MiB for a local directory].
+    /// Bytes per ranged read [default: 8MiB for S3 and Azure, 4MiB for a local directory].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub chunk_size: Option<u64>,
 
@@ -158,9 +186,14 @@ pub struct RecoverArgs {
     #[command(flatten)]
     pub source: SourceArgs,
 
-    /// The backup: <instance-id>-<timestamp>, e.g. b6f4c071-ef44-4af2-9608-531b4ce4823f-1548967947154.
+    /// The backup: <instance-id>-<timestamp>, e.g. b6f4c071-ef44-4af2-9608-531b4ce4823f-1548967947154,
+    /// or `latest` with --instance-id for the newest complete backup.
     #[arg(long, value_name = "ID", required = true)]
     pub backup_id: Option<String>,
+
+    /// With --backup-id latest: the instance whose newest complete backup to take.
+    #[arg(long, value_name = "ID")]
+    pub instance_id: Option<String>,
 
     #[command(flatten)]
     pub secret: SecretArgs,
@@ -186,9 +219,13 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub source: SourceArgs,
 
-    /// The backup: <instance-id>-<timestamp>.
+    /// The backup: <instance-id>-<timestamp>, or `latest` with --instance-id.
     #[arg(long, value_name = "ID")]
     pub backup_id: String,
+
+    /// With --backup-id latest: the instance whose newest complete backup to take.
+    #[arg(long, value_name = "ID")]
+    pub instance_id: Option<String>,
 
     #[command(flatten)]
     pub secret: SecretArgs,
@@ -241,6 +278,20 @@ pub struct PackArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Only the backups of this instance.
+    #[arg(long, value_name = "ID")]
+    pub instance_id: Option<String>,
+
+    /// Print the list as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Runs the command. Output for the operator goes to stderr; data and JSON to stdout.
 pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<()> {
     let ui = Ui {
@@ -252,6 +303,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<()> {
         None => recover(cli.recover, ui, shutdown).await,
         Some(Command::Verify(v)) => verify(v, ui, shutdown).await,
         Some(Command::Pack(p)) => pack_cmd(p, ui, shutdown).await,
+        Some(Command::List(l)) => list_cmd(l).await,
     }
 }
 
@@ -275,12 +327,22 @@ impl Ui {
     }
 }
 
-fn open_source(args: &SourceArgs) -> anyhow::Result<Arc<dyn Source>> {
+async fn open_source(args: &SourceArgs) -> anyhow::Result<Arc<dyn Source>> {
     let bucket = args.bucket.as_deref().expect("clap requires --bucket");
     let kind = args.storage.map(|s| match s {
         StorageArg::Local => StorageKind::Local,
+        StorageArg::S3 => StorageKind::S3,
+        StorageArg::Azure => StorageKind::Azure,
     });
-    let source = Location::parse(bucket, kind)?.open()?;
+    let opts = CloudOptions {
+        region: args.region.clone(),
+        endpoint: args.endpoint.clone(),
+        profile: args.profile.clone(),
+        account: args.account.clone(),
+        read_timeout: (args.read_timeout > 0)
+            .then(|| std::time::Duration::from_secs(args.read_timeout)),
+    };
+    let source = Location::parse(bucket, kind)?.open(&opts).await?;
     Ok(match args.limit_rate {
         Some(rate) => Arc::new(Throttled::new(source, rate)),
         None => source,
@@ -342,6 +404,7 @@ fn kdf_choice(args: &KdfArgs) -> KdfChoice {
 
 fn request(
     backup_id: &str,
+    instance_id: Option<&str>,
     secret: Option<Secret>,
     kdf: &KdfArgs,
     fetch: &FetchArgs,
@@ -351,6 +414,7 @@ fn request(
     }
     Ok(Request {
         backup_id: backup_id.to_string(),
+        instance_id: instance_id.map(str::to_string),
         secret,
         kdf: kdf_choice(kdf),
         concurrency: fetch.concurrency,
@@ -389,7 +453,7 @@ fn describe_plan(plan: &Plan, ui: Ui) {
 }
 
 async fn recover(args: RecoverArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<()> {
-    let source = open_source(&args.source)?;
+    let source = open_source(&args.source).await?;
     let output = match &args.output {
         Some(path) => Output::File {
             path: path.clone(),
@@ -403,7 +467,13 @@ async fn recover(args: RecoverArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
         .as_deref()
         .expect("clap requires --backup-id");
     let secret = resolve_secret(&args.secret, ui, true)?;
-    let req = request(backup_id, secret, &args.kdf, &args.fetch)?;
+    let req = request(
+        backup_id,
+        args.instance_id.as_deref(),
+        secret,
+        &args.kdf,
+        &args.fetch,
+    )?;
     let plan = pipeline::prepare(source, &req).await?;
     describe_plan(&plan, ui);
     let opts = RunOptions {
@@ -441,9 +511,15 @@ fn describe_report(r: &Report, ui: Ui) {
 }
 
 async fn verify(args: VerifyArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<()> {
-    let source = open_source(&args.source)?;
+    let source = open_source(&args.source).await?;
     let secret = resolve_secret(&args.secret, ui, true)?;
-    let req = request(&args.backup_id, secret, &args.kdf, &args.fetch)?;
+    let req = request(
+        &args.backup_id,
+        args.instance_id.as_deref(),
+        secret,
+        &args.kdf,
+        &args.fetch,
+    )?;
     let plan = pipeline::prepare(source, &req).await?;
     describe_plan(&plan, ui);
     let opts = RunOptions {
@@ -523,7 +599,7 @@ fn verify_text(r: &Report) -> String {
 }
 
 async fn pack_cmd(args: PackArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<()> {
-    let source = open_source(&args.source)?;
+    let source = open_source(&args.source).await?;
     let secret = resolve_secret(&args.secret, ui, true)?.ok_or_else(|| {
         anyhow::anyhow!(
             "pack encrypts the backup and needs a secret: A9S_SECRET=..., --secret-file PATH or --secret"
@@ -575,6 +651,43 @@ async fn pack_cmd(args: PackArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<
         print_stdout(&report.backup_id)?;
     }
     Ok(())
+}
+
+async fn list_cmd(args: ListArgs) -> anyhow::Result<()> {
+    let source = open_source(&args.source).await?;
+    let backups = pipeline::list_backups(source.clone(), args.instance_id.as_deref()).await?;
+    if args.json {
+        return print_stdout(&serde_json::to_string_pretty(&backups)?);
+    }
+    if backups.is_empty() {
+        eprintln!("a9s-recover: no backups at {}", source.describe());
+        return Ok(());
+    }
+    let width = backups
+        .iter()
+        .map(|b| b.backup_id.len())
+        .max()
+        .unwrap_or(9)
+        .max(9);
+    let mut out = format!(
+        "{:<width$}  {:<24}  {:>5}  {:>10}  STATE",
+        "BACKUP ID", "TIME (UTC)", "PARTS", "SIZE"
+    );
+    for b in &backups {
+        let state = match (&b.problem, b.metadata) {
+            (None, true) => "complete".to_string(),
+            (None, false) => "complete (no metadata)".to_string(),
+            (Some(p), _) => format!("INCOMPLETE: {p}"),
+        };
+        out.push_str(&format!(
+            "\n{:<width$}  {:<24}  {:>5}  {:>10}  {state}",
+            b.backup_id,
+            b.time_utc.as_deref().unwrap_or("-"),
+            b.parts,
+            format_bytes(b.size),
+        ));
+    }
+    print_stdout(&out)
 }
 
 /// Prints a line on stdout; a closed stdout is not an error worth a message.

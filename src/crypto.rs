@@ -300,7 +300,7 @@ impl Decryptor {
 
     /// Ends the stream: checks alignment and padding and appends the last plaintext bytes.
     pub fn finish(mut self, out: &mut Vec<u8>) -> Result<(), FinishError> {
-        if self.consumed == 0 || self.consumed % BLOCK as u64 != 0 {
+        if self.consumed == 0 || !self.consumed.is_multiple_of(BLOCK as u64) {
             return Err(FinishError::NotAligned);
         }
         let mut rest = [0u8; BLOCK];

@@ -125,6 +125,26 @@ pub(crate) async fn fetch_ordered(
     tx.finish().await
 }
 
+/// Runs `f` until it succeeds, fails for good, or `opts.retries` retries of transient
+/// failures are used up.
+pub(crate) async fn retrying<T, F, Fut>(opts: &FetchOptions, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt: u32 = 0;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_transient() && attempt < opts.retries => {
+                tokio::time::sleep(backoff(opts.backoff, attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 async fn get_with_retry(
     source: &dyn Source,
     part: &Part,
@@ -132,38 +152,35 @@ async fn get_with_retry(
     opts: &FetchOptions,
 ) -> Result<Bytes> {
     let want = range.end - range.start;
-    let mut attempt: u32 = 0;
-    loop {
-        let err = match source.get_range(&part.name, range.clone()).await {
-            Ok(got) => {
-                if let (Some(expected), Some(found)) = (&part.etag, &got.etag) {
-                    if expected != found {
-                        return Err(Error::ObjectChanged {
-                            part: part.name.clone(),
-                            expected: expected.clone(),
-                            found: found.clone(),
-                        });
-                    }
-                }
-                if got.bytes.len() as u64 == want {
-                    return Ok(got.bytes);
-                }
-                Error::storage(
-                    "reading",
-                    &part.name,
-                    Some(range.clone()),
-                    true,
-                    format!("short read: {} of {want} bytes", got.bytes.len()),
-                )
+    retrying(opts, || async {
+        let got = source.get_range(&part.name, range.clone()).await?;
+        if let (Some(expected), Some(found)) = (&part.etag, &got.etag) {
+            if normalize_etag(expected) != normalize_etag(found) {
+                return Err(Error::ObjectChanged {
+                    part: part.name.clone(),
+                    expected: expected.clone(),
+                    found: found.clone(),
+                });
             }
-            Err(e) => e,
-        };
-        if !err.is_transient() || attempt >= opts.retries {
-            return Err(err);
         }
-        tokio::time::sleep(backoff(opts.backoff, attempt)).await;
-        attempt += 1;
-    }
+        if got.bytes.len() as u64 != want {
+            return Err(Error::storage(
+                "reading",
+                &part.name,
+                Some(range.clone()),
+                true,
+                format!("short read: {} of {want} bytes", got.bytes.len()),
+            ));
+        }
+        Ok(got.bytes)
+    })
+    .await
+}
+
+/// ETags compare without quotes or a weak marker: stores quote them in some responses
+/// (Azure's GET) and not in others (its listing).
+fn normalize_etag(e: &str) -> &str {
+    e.trim().trim_start_matches("W/").trim_matches('"')
 }
 
 /// Full-jitter exponential backoff: a random delay in [base*2^n / 2, base*2^n], capped.
@@ -181,6 +198,13 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn etags_compare_without_quotes() {
+        assert_eq!(normalize_etag("\"0x269C\""), normalize_etag("0x269C"));
+        assert_eq!(normalize_etag("W/\"abc\""), "abc");
+        assert_ne!(normalize_etag("\"a\""), normalize_etag("\"b\""));
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -43,11 +43,16 @@ pub enum KdfChoice {
     Fixed(Kdf),
 }
 
+/// The backup id that means "the newest complete backup of `--instance-id`".
+pub const LATEST: &str = "latest";
+
 /// What to recover.
 #[derive(Debug, Clone)]
 pub struct Request {
-    /// `<instance-id>-<timestamp>`.
+    /// `<instance-id>-<timestamp>`, or [`LATEST`] with `instance_id`.
     pub backup_id: String,
+    /// The instance whose newest complete backup `latest` means.
+    pub instance_id: Option<String>,
     /// The backup secret, if the caller has one.
     pub secret: Option<Secret>,
     /// Key derivation.
@@ -65,6 +70,7 @@ impl Request {
     pub fn new(backup_id: impl Into<String>, secret: Option<Secret>) -> Self {
         Request {
             backup_id: backup_id.into(),
+            instance_id: None,
             secret,
             kdf: KdfChoice::Auto,
             concurrency: None,
@@ -163,37 +169,132 @@ fn locate(backup: &Backup, stream_offset: u64) -> Option<PartOffset> {
     })
 }
 
+/// The backups at a location (of one instance, if given), newest first. Backups with a
+/// metadata file are checked against it (part names and sizes).
+pub async fn list_backups(
+    source: Arc<dyn Source>,
+    instance: Option<&str>,
+) -> Result<Vec<catalog::BackupSummary>> {
+    let prefix = instance.map(|i| format!("{i}-")).unwrap_or_default();
+    let opts = FetchOptions::for_source(&*source, None, None);
+    let objects = fetch::retrying(&opts, || source.list(&prefix)).await?;
+    let mut summaries = catalog::summarize(&objects, instance);
+    let location = source.describe();
+    let mut checks = tokio::task::JoinSet::new();
+    type Check = std::result::Result<(usize, Option<Error>), tokio::task::JoinError>;
+    let note = |summaries: &mut Vec<catalog::BackupSummary>, r: Check| {
+        if let Ok((i, Some(e))) = r {
+            summaries[i].complete = false;
+            summaries[i].problem = Some(e.to_string());
+        }
+    };
+    for i in 0..summaries.len() {
+        if !(summaries[i].complete && summaries[i].metadata) {
+            continue;
+        }
+        let source = source.clone();
+        let backup = catalog::select_parts(&summaries[i].backup_id, &location, &objects)?;
+        let opts = opts.clone();
+        checks.spawn(async move { (i, read_metadata(&*source, &backup, &opts).await.err()) });
+        // Bounded concurrency: the metadata files are small, but there may be many.
+        while checks.len() >= 16 {
+            if let Some(r) = checks.join_next().await {
+                note(&mut summaries, r);
+            }
+        }
+    }
+    while let Some(r) = checks.join_next().await {
+        note(&mut summaries, r);
+    }
+    Ok(summaries)
+}
+
+async fn read_metadata(
+    source: &dyn Source,
+    backup: &Backup,
+    opts: &FetchOptions,
+) -> Result<Option<Metadata>> {
+    let Some(m) = &backup.metadata else {
+        return Ok(None);
+    };
+    let got = fetch::retrying(opts, || source.get_range(&m.name, 0..m.size)).await?;
+    let md = Metadata::parse(&m.name, &got.bytes)?;
+    md.check_parts(backup, &m.name)?;
+    Ok(Some(md))
+}
+
+/// Resolves `latest` to the newest complete backup of the request's instance.
+async fn resolve_backup_id(
+    source: &Arc<dyn Source>,
+    req: &Request,
+    notices: &mut Vec<String>,
+) -> Result<String> {
+    if req.backup_id != LATEST {
+        return Ok(req.backup_id.clone());
+    }
+    let instance = req
+        .instance_id
+        .as_deref()
+        .ok_or_else(|| Error::Config("--backup-id latest needs --instance-id ID".into()))?;
+    let all = list_backups(source.clone(), Some(instance)).await?;
+    let Some(newest) = all.iter().find(|s| s.complete) else {
+        return Err(Error::NoSuchBackup {
+            backup_id: format!("latest of instance {instance}"),
+            location: source.describe(),
+            existing: all
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} ({})",
+                        s.backup_id,
+                        s.problem.as_deref().unwrap_or("complete")
+                    )
+                })
+                .collect(),
+        });
+    };
+    let skipped = all.iter().take_while(|s| !s.complete).count();
+    notices.push(format!(
+        "picked the newest complete backup of {instance}: {} from {}{}",
+        newest.backup_id,
+        newest.time_utc.as_deref().unwrap_or("an unknown time"),
+        if skipped > 0 {
+            format!(" ({skipped} newer incomplete backup(s) skipped)")
+        } else {
+            String::new()
+        }
+    ));
+    Ok(newest.backup_id.clone())
+}
+
 /// Lists, selects and checks the backup's parts and detects its format. Writes nothing.
 pub async fn prepare(source: Arc<dyn Source>, req: &Request) -> Result<Plan> {
-    catalog::validate_backup_id(&req.backup_id)?;
+    let mut notices = Vec::new();
+    let mut fetch = FetchOptions::for_source(&*source, req.concurrency, req.chunk_size);
+    if let Some(r) = req.retries {
+        fetch.retries = r;
+    }
+    let backup_id = resolve_backup_id(&source, req, &mut notices).await?;
+    catalog::validate_backup_id(&backup_id)?;
     let location = source.describe();
-    let mut objects = source.list(&req.backup_id).await?;
+    let mut objects = fetch::retrying(&fetch, || source.list(&backup_id)).await?;
     if !objects
         .iter()
-        .any(|o| o.name == req.backup_id || catalog::part_index(&req.backup_id, &o.name).is_some())
+        .any(|o| o.name == backup_id || catalog::part_index(&backup_id, &o.name).is_some())
     {
         // List everything so the error can name the backups that do exist.
-        objects = source.list("").await?;
+        objects = fetch::retrying(&fetch, || source.list("")).await?;
     }
-    let backup = catalog::select_parts(&req.backup_id, &location, &objects)?;
-    let mut notices = Vec::new();
+    let backup = catalog::select_parts(&backup_id, &location, &objects)?;
 
-    let metadata = match &backup.metadata {
-        Some(m) => {
-            let got = source.get_range(&m.name, 0..m.size).await?;
-            let md = Metadata::parse(&m.name, &got.bytes)?;
-            md.check_parts(&backup, &m.name)?;
-            Some(md)
-        }
-        None => None,
-    };
+    let metadata = read_metadata(&*source, &backup, &fetch).await?;
 
     let total = backup.total_size();
-    let head = read_stream_head(&*source, &backup, 2 * BLOCK as u64).await?;
+    let head = read_stream_head(&*source, &backup, 2 * BLOCK as u64, &fetch).await?;
     let first = &backup.parts[0].name;
     let (encryption, compression) = if let Some(salt) = crypto::parse_header(&head) {
         let body = total - HEADER_LEN as u64;
-        if body == 0 || body % BLOCK as u64 != 0 {
+        if body == 0 || !body.is_multiple_of(BLOCK as u64) {
             return Err(Error::NotBlockAligned {
                 len: total,
                 part: backup.parts.last().expect("at least one part").name.clone(),
@@ -203,7 +304,7 @@ pub async fn prepare(source: Arc<dyn Source>, req: &Request) -> Result<Plan> {
             Error::Config(format!(
                 "backup {} is encrypted (it starts with `Salted__`): give the secret with \
                  A9S_SECRET=..., --secret-file PATH, or --secret (visible in `ps`)",
-                req.backup_id
+                backup_id
             ))
         })?;
         let candidates: Vec<Kdf> = match req.kdf {
@@ -252,7 +353,7 @@ pub async fn prepare(source: Arc<dyn Source>, req: &Request) -> Result<Plan> {
     } else if head.starts_with(&crypto::GZIP_MAGIC) {
         notices.push(format!(
             "backup {} is not encrypted (no `Salted__` header); treating it as plain gzip{}",
-            req.backup_id,
+            backup_id,
             if req.secret.is_some() {
                 ", the secret is not needed"
             } else {
@@ -263,7 +364,7 @@ pub async fn prepare(source: Arc<dyn Source>, req: &Request) -> Result<Plan> {
     } else if head.starts_with(crypto::PGDMP_MAGIC) {
         notices.push(format!(
             "backup {} is an unencrypted pg_dump custom archive; passing it through",
-            req.backup_id
+            backup_id
         ));
         (Encryption::None, Compression::None)
     } else {
@@ -278,10 +379,6 @@ pub async fn prepare(source: Arc<dyn Source>, req: &Request) -> Result<Plan> {
              archive or an uncompressed dump)"
                 .to_string(),
         );
-    }
-    let mut fetch = FetchOptions::for_source(&*source, req.concurrency, req.chunk_size);
-    if let Some(r) = req.retries {
-        fetch.retries = r;
     }
     Ok(Plan {
         backup,
@@ -301,14 +398,19 @@ fn describe_start(head: &[u8]) -> String {
 }
 
 /// Reads the first `n` bytes of the concatenated parts (parts may be tiny).
-async fn read_stream_head(source: &dyn Source, backup: &Backup, n: u64) -> Result<Vec<u8>> {
+async fn read_stream_head(
+    source: &dyn Source,
+    backup: &Backup,
+    n: u64,
+    opts: &FetchOptions,
+) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     for p in &backup.parts {
         if out.len() as u64 >= n {
             break;
         }
         let want = (n - out.len() as u64).min(p.size);
-        let got = source.get_range(&p.name, 0..want).await?;
+        let got = fetch::retrying(opts, || source.get_range(&p.name, 0..want)).await?;
         out.extend_from_slice(&got.bytes);
     }
     Ok(out)

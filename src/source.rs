@@ -17,10 +17,14 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 
+pub mod azure;
 pub mod local;
+pub mod s3;
 mod throttle;
 
+pub use azure::AzureSource;
 pub use local::LocalSource;
+pub use s3::S3Source;
 pub use throttle::Throttled;
 
 /// A boxed, sendable future: what trait methods return so that sources are object safe.
@@ -80,11 +84,30 @@ pub trait Upload: Send + Debug {
     fn finish(self: Box<Self>) -> BoxFuture<'static, Result<()>>;
 }
 
+/// Options for cloud backends (ignored by local directories).
+#[derive(Debug, Clone, Default)]
+pub struct CloudOptions {
+    /// S3 region (default: from the AWS config chain, else us-east-1).
+    pub region: Option<String>,
+    /// S3 endpoint (path-style) or Azure blob endpoint.
+    pub endpoint: Option<String>,
+    /// AWS shared-config profile.
+    pub profile: Option<String>,
+    /// Azure storage account.
+    pub account: Option<String>,
+    /// Give up on a request that sends nothing for this long (then it is retried).
+    pub read_timeout: Option<std::time::Duration>,
+}
+
 /// The kind of storage behind a location.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorageKind {
     /// A local directory.
     Local,
+    /// AWS S3 or an S3-compatible store.
+    S3,
+    /// Azure Blob Storage.
+    Azure,
 }
 
 /// A parsed `--bucket` value.
@@ -92,10 +115,42 @@ pub enum StorageKind {
 pub enum Location {
     /// A local directory.
     Local(PathBuf),
+    /// An S3 bucket and a prefix (empty or ending in `/`).
+    S3 { bucket: String, prefix: String },
+    /// An Azure container and a prefix (empty or ending in `/`).
+    Azure { container: String, prefix: String },
+}
+
+fn split_bucket(rest: &str) -> (String, String) {
+    let rest = rest.trim_matches('/');
+    match rest.split_once('/') {
+        Some((b, p)) => {
+            let p = p.trim_matches('/');
+            (
+                b.to_string(),
+                if p.is_empty() {
+                    String::new()
+                } else {
+                    format!("{p}/")
+                },
+            )
+        }
+        None => (rest.to_string(), String::new()),
+    }
+}
+
+/// Whether `s` can be an S3 bucket name (3-63 of a-z, 0-9, `.`, `-`).
+fn is_bucket_name(s: &str) -> bool {
+    (3..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && s.as_bytes()[0].is_ascii_alphanumeric()
 }
 
 impl Location {
-    /// Parses a location: a directory path or a `file://` URL.
+    /// Parses a location: `s3://BUCKET[/PREFIX]`, `az://` or `azure://CONTAINER[/PREFIX]`,
+    /// `file:///path`, a directory, or (as the a9s manual writes it) a bare bucket name, which
+    /// means S3 unless a local directory of that name exists. `kind` forces the kind.
     pub fn parse(s: &str, kind: Option<StorageKind>) -> Result<Location> {
         let bad = |reason: &str| Error::BadLocation {
             location: s.to_string(),
@@ -104,27 +159,69 @@ impl Location {
         if s.is_empty() {
             return Err(bad("it is empty"));
         }
-        if let Some(path) = s.strip_prefix("file://") {
-            if path.is_empty() {
-                return Err(bad("file:// needs a path, e.g. file:///var/backups"));
+        let (scheme, rest) = match s.split_once("://") {
+            Some((scheme, rest)) => (Some(scheme.to_ascii_lowercase()), rest),
+            None => (None, s),
+        };
+        let kind = match (scheme.as_deref(), kind) {
+            (Some("file"), k @ (None | Some(StorageKind::Local))) => {
+                let _ = k;
+                if rest.is_empty() {
+                    return Err(bad("file:// needs a path, e.g. file:///var/backups"));
+                }
+                return Ok(Location::Local(PathBuf::from(rest)));
             }
-            return Ok(Location::Local(PathBuf::from(path)));
-        }
-        if let Some((scheme, _)) = s.split_once("://") {
-            return Err(bad(&format!(
-                "the {scheme}:// scheme is not supported by this build; use a local directory or file:// URL"
-            )));
-        }
+            (Some("s3"), None | Some(StorageKind::S3)) => StorageKind::S3,
+            (Some("az" | "azure"), None | Some(StorageKind::Azure)) => StorageKind::Azure,
+            (Some(other), None) => {
+                return Err(bad(&format!(
+                    "unknown scheme {other}://; use s3://, az://, file:// or a directory"
+                )))
+            }
+            (Some(other), Some(k)) => {
+                return Err(bad(&format!(
+                    "--storage {k:?} does not go with a {other}:// location"
+                )))
+            }
+            (None, Some(k)) => k,
+            (None, None) => {
+                let first = s.split('/').next().unwrap_or("");
+                let looks_local = std::path::Path::new(s).is_dir()
+                    || s.starts_with('/')
+                    || s.starts_with('.')
+                    || s.starts_with('~')
+                    || !is_bucket_name(first);
+                if looks_local {
+                    StorageKind::Local
+                } else {
+                    StorageKind::S3
+                }
+            }
+        };
+        let (bucket, prefix) = split_bucket(rest);
         match kind {
-            Some(StorageKind::Local) | None => Ok(Location::Local(PathBuf::from(s))),
+            StorageKind::Local => Ok(Location::Local(PathBuf::from(s))),
+            StorageKind::S3 if bucket.is_empty() => Err(bad("s3:// needs a bucket name")),
+            StorageKind::S3 => Ok(Location::S3 { bucket, prefix }),
+            StorageKind::Azure if bucket.is_empty() => Err(bad("az:// needs a container name")),
+            StorageKind::Azure => Ok(Location::Azure {
+                container: bucket,
+                prefix,
+            }),
         }
     }
 
     /// Opens the backend.
-    pub fn open(&self) -> Result<Arc<dyn Source>> {
-        match self {
-            Location::Local(p) => Ok(Arc::new(LocalSource::new(p.clone()))),
-        }
+    pub async fn open(&self, opts: &CloudOptions) -> Result<Arc<dyn Source>> {
+        Ok(match self {
+            Location::Local(p) => Arc::new(LocalSource::new(p.clone())),
+            Location::S3 { bucket, prefix } => {
+                Arc::new(S3Source::connect(bucket, prefix, opts).await?)
+            }
+            Location::Azure { container, prefix } => {
+                Arc::new(AzureSource::connect(container, prefix, opts)?)
+            }
+        })
     }
 }
 
@@ -132,6 +229,8 @@ impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Local(p) => write!(f, "{}", p.display()),
+            Location::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            Location::Azure { container, prefix } => write!(f, "az://{container}/{prefix}"),
         }
     }
 }
@@ -152,5 +251,45 @@ mod tests {
         );
         assert!(Location::parse("", None).is_err());
         assert!(Location::parse("gopher://x", None).is_err());
+        assert_eq!(
+            Location::parse("s3://my-bucket/backups/pg/", None).unwrap(),
+            Location::S3 {
+                bucket: "my-bucket".into(),
+                prefix: "backups/pg/".into()
+            }
+        );
+        assert_eq!(
+            Location::parse("azure://cont", None).unwrap(),
+            Location::Azure {
+                container: "cont".into(),
+                prefix: String::new()
+            }
+        );
+        // The a9s manual's bare bucket name means S3, unless such a directory exists.
+        assert_eq!(
+            Location::parse("a9s-backups-prod", None).unwrap(),
+            Location::S3 {
+                bucket: "a9s-backups-prod".into(),
+                prefix: String::new()
+            }
+        );
+        assert_eq!(
+            Location::parse("/srv/backups", None).unwrap(),
+            Location::Local("/srv/backups".into())
+        );
+        assert_eq!(
+            Location::parse("src", None).unwrap(),
+            Location::Local("src".into()),
+            "an existing directory wins"
+        );
+        assert_eq!(
+            Location::parse("src", Some(StorageKind::Azure)).unwrap(),
+            Location::Azure {
+                container: "src".into(),
+                prefix: String::new()
+            }
+        );
+        assert!(Location::parse("s3://", None).is_err());
+        assert!(Location::parse("az://x", Some(StorageKind::S3)).is_err());
     }
 }

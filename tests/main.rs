@@ -6,5 +6,6 @@ mod support;
 mod bad_input;
 mod byte_exact;
 mod cli;
+mod cloud;
 mod pack_verify;
 mod props;

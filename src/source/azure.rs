@@ -1,0 +1,385 @@
+//! Azure Blob Storage through object_store's `azure` backend.
+//!
+//! Why not `azure_storage_blobs`: it moved to a legacy branch upstream with no plans to be
+//! updated; object_store (Apache Arrow) is maintained and speaks account keys, SAS tokens,
+//! bearer tokens and Azurite.
+//!
+//! Credentials, first match wins: `AZURE_STORAGE_CONNECTION_STRING` (as the az CLI uses it:
+//! `AccountName`, `AccountKey`, `SharedAccessSignature`, `BlobEndpoint`, ...), then the
+//! account from `--account` / `AZURE_STORAGE_ACCOUNT` with `AZURE_STORAGE_KEY` (account key)
+//! or `AZURE_STORAGE_SAS_TOKEN`. `--endpoint` overrides the blob endpoint (Azurite, sovereign
+//! clouds); for Azurite it is `http://HOST:PORT/ACCOUNT`.
+//! object_store's own retries are off: `fetch` retries ranges with `--retries`.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::azure::{AzureConfigKey, MicrosoftAzure, MicrosoftAzureBuilder};
+use object_store::path::Path;
+use object_store::{
+    ClientOptions, GetOptions, MultipartUpload, ObjectStore, PutPayload, RetryConfig,
+};
+
+use super::{BoxFuture, CloudOptions, GetRange, ObjectMeta, Source, Upload};
+use crate::error::{Error, Result};
+
+/// A container, optionally below a prefix.
+#[derive(Debug, Clone)]
+pub struct AzureSource {
+    store: Arc<MicrosoftAzure>,
+    container: String,
+    account: String,
+    /// Empty, or ending in `/`.
+    prefix: String,
+}
+
+/// The fields of an Azure storage connection string that matter here.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ConnectionString {
+    pub account_name: Option<String>,
+    pub account_key: Option<String>,
+    pub sas: Option<String>,
+    pub blob_endpoint: Option<String>,
+}
+
+impl ConnectionString {
+    /// Parses `Key=Value;Key=Value` (values may contain `=`, as keys in base64 do).
+    pub fn parse(s: &str) -> Result<Self> {
+        let mut c = ConnectionString::default();
+        let mut protocol = "https".to_string();
+        let mut suffix = "core.windows.net".to_string();
+        let mut dev = false;
+        for item in s.split(';').map(str::trim).filter(|i| !i.is_empty()) {
+            let (k, v) = item.split_once('=').ok_or_else(|| {
+                Error::Config(
+                    "AZURE_STORAGE_CONNECTION_STRING is not a list of Key=Value pairs separated by ;"
+                        .into(),
+                )
+            })?;
+            match k.to_ascii_lowercase().as_str() {
+                "accountname" => c.account_name = Some(v.to_string()),
+                "accountkey" => c.account_key = Some(v.to_string()),
+                "sharedaccesssignature" => c.sas = Some(v.trim_start_matches('?').to_string()),
+                "blobendpoint" => c.blob_endpoint = Some(v.trim_end_matches('/').to_string()),
+                "defaultendpointsprotocol" => protocol = v.to_string(),
+                "endpointsuffix" => suffix = v.to_string(),
+                "usedevelopmentstorage" => dev = v.eq_ignore_ascii_case("true"),
+                _ => {}
+            }
+        }
+        if dev {
+            c.account_name
+                .get_or_insert_with(|| "devstoreaccount1".into());
+            c.account_key.get_or_insert_with(|| AZURITE_KEY.into());
+            c.blob_endpoint
+                .get_or_insert_with(|| "http://127.0.0.1:10000/devstoreaccount1".into());
+        }
+        if c.blob_endpoint.is_none() {
+            if let Some(a) = &c.account_name {
+                c.blob_endpoint = Some(format!("{protocol}://{a}.blob.{suffix}"));
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// Azurite's well-known development account key (public, documented by Microsoft).
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl AzureSource {
+    /// Builds a client from the options and the environment.
+    pub fn connect(container: &str, prefix: &str, opts: &CloudOptions) -> Result<Self> {
+        let conn = match env("AZURE_STORAGE_CONNECTION_STRING") {
+            Some(s) => ConnectionString::parse(&s)?,
+            None => ConnectionString::default(),
+        };
+        let account = opts
+            .account
+            .clone()
+            .or(conn.account_name.clone())
+            .or_else(|| env("AZURE_STORAGE_ACCOUNT"))
+            .ok_or_else(|| {
+                Error::Config(
+                    "Azure needs a storage account: --account NAME, AZURE_STORAGE_ACCOUNT, or \
+                     AZURE_STORAGE_CONNECTION_STRING"
+                        .into(),
+                )
+            })?;
+        let endpoint = opts.endpoint.clone().or(conn.blob_endpoint.clone());
+        let mut client =
+            ClientOptions::new().with_connect_timeout(std::time::Duration::from_secs(10));
+        if let Some(t) = opts.read_timeout {
+            client = client.with_timeout(t);
+        }
+        if endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://"))
+        {
+            client = client.with_allow_http(true);
+        }
+        let mut b = MicrosoftAzureBuilder::new()
+            .with_account(&account)
+            .with_container_name(container)
+            .with_client_options(client)
+            .with_retry(RetryConfig {
+                max_retries: 0,
+                ..RetryConfig::default()
+            });
+        if let Some(e) = &endpoint {
+            b = b.with_endpoint(e.clone());
+        }
+        let key = conn
+            .account_key
+            .clone()
+            .or_else(|| env("AZURE_STORAGE_KEY"));
+        let sas = conn.sas.clone().or_else(|| env("AZURE_STORAGE_SAS_TOKEN"));
+        match (key, sas) {
+            (Some(k), _) => b = b.with_access_key(k),
+            (None, Some(s)) => {
+                b = b.with_config(AzureConfigKey::SasKey, s.trim_start_matches('?'));
+            }
+            (None, None) => {
+                return Err(Error::Config(
+                    "Azure needs credentials: AZURE_STORAGE_KEY (account key), \
+                     AZURE_STORAGE_SAS_TOKEN, or AZURE_STORAGE_CONNECTION_STRING"
+                        .into(),
+                ))
+            }
+        }
+        let store = b.build().map_err(|e| Error::BadLocation {
+            location: format!("az://{container}"),
+            reason: e.to_string(),
+        })?;
+        Ok(AzureSource {
+            store: Arc::new(store),
+            container: container.to_string(),
+            account,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    fn path(&self, name: &str) -> Path {
+        Path::from(format!("{}{name}", self.prefix))
+    }
+}
+
+fn store_error(
+    op: &'static str,
+    object: &str,
+    range: Option<Range<u64>>,
+    e: object_store::Error,
+) -> Error {
+    use object_store::Error as E;
+    let (transient, advice) = match &e {
+        E::NotFound { .. } => (false, ""),
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => (
+            false,
+            ". Access denied: check the account key or SAS token (and the SAS's expiry and permissions: read and list)",
+        ),
+        E::Precondition { .. } | E::NotModified { .. } => (false, ""),
+        E::Generic { .. } => (true, ""),
+        _ => (false, ""),
+    };
+    Error::storage(op, object, range, transient, format!("{e}{advice}"))
+}
+
+impl Source for AzureSource {
+    fn describe(&self) -> String {
+        let mut s = format!("az://{}/{}", self.container, self.prefix);
+        if s.ends_with('/') {
+            s.pop();
+        }
+        format!("{s} (account {})", self.account)
+    }
+
+    fn list<'a>(&'a self, name_prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectMeta>>> {
+        Box::pin(async move {
+            let dir = self.prefix.trim_end_matches('/');
+            let dir = (!dir.is_empty()).then(|| Path::from(dir));
+            // One "directory" level, all pages: sub-prefixes are not part of this location.
+            let listing = self
+                .store
+                .list_with_delimiter(dir.as_ref())
+                .await
+                .map_err(|e| store_error("listing", &self.describe(), None, e))?;
+            let mut out = Vec::new();
+            for o in listing.objects {
+                let Some(name) = o.location.filename() else {
+                    continue;
+                };
+                if name.starts_with(name_prefix) {
+                    out.push(ObjectMeta {
+                        name: name.to_string(),
+                        size: o.size,
+                        etag: o.e_tag,
+                    });
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn get_range<'a>(
+        &'a self,
+        name: &'a str,
+        range: Range<u64>,
+    ) -> BoxFuture<'a, Result<GetRange>> {
+        Box::pin(async move {
+            if range.is_empty() {
+                return Ok(GetRange {
+                    bytes: Bytes::new(),
+                    etag: None,
+                });
+            }
+            let got = self
+                .store
+                .get_opts(
+                    &self.path(name),
+                    GetOptions {
+                        range: Some(range.clone().into()),
+                        ..GetOptions::default()
+                    },
+                )
+                .await
+                .map_err(|e| store_error("reading", name, Some(range.clone()), e))?;
+            let etag = got.meta.e_tag.clone();
+            let bytes = got
+                .bytes()
+                .await
+                .map_err(|e| store_error("reading", name, Some(range.clone()), e))?;
+            Ok(GetRange { bytes, etag })
+        })
+    }
+
+    fn create<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Box<dyn Upload>>> {
+        Box::pin(async move {
+            let path = self.path(name);
+            let upload = self
+                .store
+                .put_multipart(&path)
+                .await
+                .map_err(|e| store_error("starting the upload of", name, None, e))?;
+            Ok(Box::new(AzureUpload {
+                upload: Some(upload),
+                name: name.to_string(),
+                buf: Vec::new(),
+                buffered: 0,
+            }) as Box<dyn Upload>)
+        })
+    }
+
+    fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.store
+                .delete(&self.path(name))
+                .await
+                .map_err(|e| store_error("deleting", name, None, e))
+        })
+    }
+
+    fn default_concurrency(&self) -> usize {
+        16
+    }
+
+    fn default_chunk_size(&self) -> u64 {
+        8 << 20
+    }
+}
+
+/// Blocks of about 8 MiB, committed on finish.
+const BLOCK_SIZE: usize = 8 << 20;
+
+#[derive(Debug)]
+struct AzureUpload {
+    upload: Option<Box<dyn MultipartUpload>>,
+    name: String,
+    buf: Vec<Bytes>,
+    buffered: usize,
+}
+
+impl AzureUpload {
+    async fn flush(&mut self) -> Result<()> {
+        if self.buffered == 0 {
+            return Ok(());
+        }
+        let payload: PutPayload = std::mem::take(&mut self.buf).into_iter().collect();
+        self.buffered = 0;
+        let up = self.upload.as_mut().expect("open until finished");
+        up.put_part(payload)
+            .await
+            .map_err(|e| store_error("uploading", &self.name, None, e))
+    }
+}
+
+impl Upload for AzureUpload {
+    fn write(&mut self, data: Bytes) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.buffered += data.len();
+            self.buf.push(data);
+            if self.buffered >= BLOCK_SIZE {
+                self.flush().await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn finish(mut self: Box<Self>) -> BoxFuture<'static, Result<()>> {
+        Box::pin(async move {
+            self.flush().await?;
+            let mut up = self.upload.take().expect("open until finished");
+            up.complete()
+                .await
+                .map_err(|e| store_error("completing the upload of", &self.name, None, e))?;
+            Ok(())
+        })
+    }
+}
+
+impl Drop for AzureUpload {
+    fn drop(&mut self) {
+        if let Some(mut up) = self.upload.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = up.abort().await;
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_strings() {
+        let c = ConnectionString::parse(
+            "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5==;EndpointSuffix=core.windows.net",
+        )
+        .unwrap();
+        assert_eq!(c.account_name.as_deref(), Some("acct"));
+        assert_eq!(c.account_key.as_deref(), Some("a2V5=="));
+        assert_eq!(
+            c.blob_endpoint.as_deref(),
+            Some("https://acct.blob.core.windows.net")
+        );
+        let d = ConnectionString::parse("UseDevelopmentStorage=true").unwrap();
+        assert_eq!(d.account_name.as_deref(), Some("devstoreaccount1"));
+        let s = ConnectionString::parse(
+            "BlobEndpoint=http://127.0.0.1:1/devstoreaccount1/;SharedAccessSignature=?sv=1&sig=x",
+        )
+        .unwrap();
+        assert_eq!(s.sas.as_deref(), Some("sv=1&sig=x"));
+        assert_eq!(
+            s.blob_endpoint.as_deref(),
+            Some("http://127.0.0.1:1/devstoreaccount1")
+        );
+        assert!(ConnectionString::parse("garbage").is_err());
+    }
+}
