@@ -32,7 +32,17 @@ numbering, a wrong secret, a truncated last part) is made before the first byte 
 const EXAMPLES: &str = "\
 Examples:
   # Recover to stdout (the secret from the environment keeps it out of `ps`):
-  A9S_SECRET=... a9s-recover --bucket /var/backups --backup-id b6f4c071-...-1548967947154 > x.sql
+  A9S_SECRET=... a9s-recover --bucket s3://my-bucket --backup-id b6f4c071-...-1548967947154 > x.sql
+
+  # Which backups are there? Then take the newest complete one of an instance:
+  a9s-recover list --bucket s3://my-bucket --instance-id b6f4c071-ef44-4af2-9608-531b4ce4823f
+  a9s-recover -b s3://my-bucket --backup-id latest --instance-id b6f4c071-... > x.sql
+
+  # Azure (account key; or AZURE_STORAGE_SAS_TOKEN, or AZURE_STORAGE_CONNECTION_STRING):
+  AZURE_STORAGE_ACCOUNT=acct AZURE_STORAGE_KEY=... a9s-recover -b az://backups --backup-id ID > x.sql
+
+  # An S3-compatible store (Ceph, MinIO): path-style requests to the endpoint:
+  a9s-recover -b s3://backups --endpoint https://ceph.example.net --backup-id ID > x.sql
 
   # Recover to a file, written atomically (FILE.partial, fsync, rename), mode 0600:
   a9s-recover -b file:///var/backups --backup-id ID --secret-file /root/secret -o x.dump
