@@ -7,9 +7,14 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use std::collections::BTreeMap;
+
 use a9s_recover::crypto::{Digest, Kdf, DEFAULT_PBKDF2_ITER};
 use a9s_recover::pack::{self, PackRequest};
+use a9s_recover::pg::{ConnInfo, PgTools};
 use a9s_recover::pipeline::{self, KdfChoice, Plan, Report, Request, RunOptions};
+use a9s_recover::plan::PlanFile;
+use a9s_recover::restore::{self, DumpFormat, RestoreOptions, RestoreReport, TempCluster};
 use a9s_recover::sink::Output;
 use a9s_recover::source::{CloudOptions, Location, Source, StorageKind, Throttled};
 use a9s_recover::{format_bytes, parse_size, Secret, Shutdown};
@@ -93,6 +98,12 @@ pub enum Command {
     /// List the backups at a location, newest first: id, time (UTC), parts, size, and
     /// whether each is complete.
     List(ListArgs),
+    /// Restore into PostgreSQL as a plan: preflight, the stages before, the stream into psql
+    /// or pg_restore, the stages after, and a row-count verification. See --dry-run.
+    Restore(Box<RestoreArgs>),
+    /// The monthly test restore: a throwaway cluster (initdb in a temporary directory),
+    /// restore, verify, report, remove.
+    Drill(Box<DrillArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -302,6 +313,153 @@ pub struct ListArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Sql,
+    Custom,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// The backup: <instance-id>-<timestamp>, or `latest` with --instance-id.
+    #[arg(long, value_name = "ID")]
+    pub backup_id: String,
+
+    /// With --backup-id latest: the instance whose newest complete backup to take.
+    #[arg(long, value_name = "ID")]
+    pub instance_id: Option<String>,
+
+    #[command(flatten)]
+    pub secret: SecretArgs,
+
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Feed the dump to psql (plain SQL) or pg_restore (custom format) [default: sniffed
+    /// from the dump's first bytes].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<FormatArg>,
+
+    /// Stop at the first SQL error (psql ON_ERROR_STOP=1, pg_restore --exit-on-error).
+    /// Without it SQL errors are counted and the first few shown (restoring pg_dumpall
+    /// output commonly reports "role ... already exists").
+    #[arg(long)]
+    pub on_error_stop: bool,
+
+    /// pg_restore --no-owner.
+    #[arg(long)]
+    pub no_owner: bool,
+
+    /// pg_restore --no-privileges.
+    #[arg(long)]
+    pub no_privileges: bool,
+
+    /// pg_restore --clean (drop objects before recreating them).
+    #[arg(long)]
+    pub clean: bool,
+
+    /// pg_restore --if-exists (with --clean).
+    #[arg(long)]
+    pub if_exists: bool,
+
+    /// pg_restore --jobs N: the stream is first spooled to a 0600 file in --spool-dir, which
+    /// is removed afterwards.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<u32>,
+
+    /// Where --jobs spools the archive [default: the system temp directory].
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// Directory of psql, pg_restore, initdb [default: PATH, then the newest
+    /// /usr/lib/postgresql/*/bin].
+    #[arg(long, value_name = "DIR")]
+    pub pg_bin: Option<PathBuf>,
+
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub backup: BackupArgs,
+
+    /// Where to restore: a libpq URI or key=value string (postgresql://user@host/db,
+    /// "host=... dbname=..."); a password in it reaches children only through PGPASSWORD.
+    /// Default: the PG* environment variables.
+    #[arg(long, value_name = "DSN")]
+    pub target: Option<String>,
+
+    #[command(flatten)]
+    pub load: LoadArgs,
+
+    /// A built-in plan: a9s-single, a9s-cluster, flightctl-quadlet, pgdump-custom
+    /// [default: preflight, restore, verify].
+    #[arg(long, value_name = "NAME", conflicts_with = "plan")]
+    pub preset: Option<String>,
+
+    /// A plan file (TOML, the format of the files in plans/).
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+
+    /// A plan variable, e.g. --var old_db=d1 --var new_db=d2 (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+
+    /// Print every stage with its exact SQL or command, mark the destructive ones, and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Run destructive stages without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Record each stage's start and end in this file (JSON lines, mode 0600).
+    #[arg(long, value_name = "PATH")]
+    pub journal: Option<PathBuf>,
+
+    /// Continue the run recorded in --journal: finished stages are skipped.
+    #[arg(long, requires = "journal")]
+    pub resume: bool,
+
+    /// With --resume: also run again a stage that was interrupted midway, or a restore
+    /// stream that failed partway (clean the target first).
+    #[arg(long, requires = "resume")]
+    pub redo_interrupted: bool,
+
+    /// Skip the row-count verification.
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    #[command(flatten)]
+    pub backup: BackupArgs,
+
+    #[command(flatten)]
+    pub load: LoadArgs,
+
+    /// Keep the cluster running afterwards and print how to connect.
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Where to create the throwaway cluster [default: the system temp directory].
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+}
+
 /// Runs the command. Output for the operator goes to stderr; data and JSON to stdout.
 pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<()> {
     let ui = Ui {
@@ -314,6 +472,8 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<()> {
         Some(Command::Verify(v)) => verify(v, ui, shutdown).await,
         Some(Command::Pack(p)) => pack_cmd(p, ui, shutdown).await,
         Some(Command::List(l)) => list_cmd(l).await,
+        Some(Command::Restore(r)) => restore_cmd(*r, ui, shutdown).await,
+        Some(Command::Drill(d)) => drill_cmd(*d, ui, shutdown).await,
     }
 }
 
@@ -698,6 +858,184 @@ async fn list_cmd(args: ListArgs) -> anyhow::Result<()> {
         ));
     }
     print_stdout(&out)
+}
+
+async fn backup_request(b: &BackupArgs, ui: Ui) -> anyhow::Result<(Arc<dyn Source>, Request)> {
+    let source = open_source(&b.source).await?;
+    let secret = resolve_secret(&b.secret, ui, true)?;
+    let req = request(
+        &b.backup_id,
+        b.instance_id.as_deref(),
+        secret,
+        &b.kdf,
+        &b.fetch,
+    )?;
+    Ok((source, req))
+}
+
+fn restore_options(
+    load: &LoadArgs,
+    target: ConnInfo,
+    ui: Ui,
+    shutdown: Shutdown,
+) -> RestoreOptions {
+    let mut pg_restore_args = Vec::new();
+    for (on, flag) in [
+        (load.no_owner, "--no-owner"),
+        (load.no_privileges, "--no-privileges"),
+        (load.clean, "--clean"),
+        (load.if_exists, "--if-exists"),
+    ] {
+        if on {
+            pg_restore_args.push(flag.to_string());
+        }
+    }
+    RestoreOptions {
+        target,
+        tools: PgTools {
+            bin_dir: load.pg_bin.clone(),
+        },
+        format: load.format.map(|f| match f {
+            FormatArg::Sql => DumpFormat::Sql,
+            FormatArg::Custom => DumpFormat::Custom,
+        }),
+        on_error_stop: load.on_error_stop,
+        pg_restore_args,
+        jobs: load.jobs,
+        spool_dir: load.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
+        journal: None,
+        resume: false,
+        redo_interrupted: false,
+        verify: true,
+        yes: false,
+        progress: ui.progress,
+        shutdown,
+    }
+}
+
+/// Asks on the terminal before destructive stages; never when stdin is not a terminal.
+fn confirm_on_terminal(stages: &[String]) -> bool {
+    use std::io::{BufRead, Write};
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprintln!("a9s-recover: these stages change the target:");
+    for s in stages {
+        eprintln!("    {s}");
+    }
+    eprint!("Type yes to run them: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim() == "yes"
+}
+
+fn parse_vars(vars: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    vars.iter()
+        .map(|v| {
+            v.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("--var {v:?}: expected NAME=VALUE"))
+        })
+        .collect()
+}
+
+async fn restore_cmd(args: RestoreArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<()> {
+    let target = ConnInfo::parse(args.target.as_deref().unwrap_or(""))?;
+    let (plan_name, plan_file) = match (&args.preset, &args.plan) {
+        (Some(p), _) => (p.clone(), PlanFile::preset(p)?),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the plan {}", path.display()))?;
+            let name = path.display().to_string();
+            let f = PlanFile::parse(&name, &text)?;
+            (name, f)
+        }
+        (None, None) => (
+            "default".to_string(),
+            PlanFile::parse("default", a9s_recover::plan::DEFAULT_PLAN)?,
+        ),
+    };
+    let vars = parse_vars(&args.vars)?;
+    let (source, req) = backup_request(&args.backup, ui).await?;
+    let mut opts = restore_options(&args.load, target, ui, shutdown);
+    opts.journal = args.journal.clone();
+    opts.resume = args.resume;
+    opts.redo_interrupted = args.redo_interrupted;
+    opts.verify = !args.no_verify;
+    opts.yes = args.yes;
+    let prepared =
+        restore::prepare_restore(source, &req, &plan_name, &plan_file, &vars, &opts).await?;
+    describe_plan(&prepared.backup, ui);
+    if args.dry_run {
+        return print_stdout(prepared.render(&opts).trim_end());
+    }
+    let notify = |m: &str| ui.notice(m);
+    let report = restore::run_restore(prepared, &opts, &notify, &confirm_on_terminal).await?;
+    finish_restore(&report, args.load.json, ui)
+}
+
+fn finish_restore(report: &RestoreReport, json: bool, ui: Ui) -> anyhow::Result<()> {
+    if json {
+        return print_stdout(&serde_json::to_string_pretty(report)?);
+    }
+    if let Some(v) = &report.verification {
+        if ui.verbose {
+            eprintln!("{}", restore::render_checks(v));
+        }
+    }
+    ui.notice(&format!(
+        "restored {} ({}) into {} in {:.1}s{}{}",
+        report.backup_id,
+        report.dump_kind.describe(),
+        report.target,
+        report.seconds,
+        report
+            .verification
+            .as_ref()
+            .map(|v| format!("; {} table(s) verified", v.len()))
+            .unwrap_or_default(),
+        report
+            .plaintext_sha256
+            .as_ref()
+            .map(|s| format!("; dump sha256 {s}"))
+            .unwrap_or_default()
+    ));
+    Ok(())
+}
+
+async fn drill_cmd(args: DrillArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<()> {
+    let tools = PgTools {
+        bin_dir: args.load.pg_bin.clone(),
+    };
+    let (source, req) = backup_request(&args.backup, ui).await?;
+    ui.notice("starting a throwaway PostgreSQL cluster");
+    let mut cluster = TempCluster::start(&tools, args.work_dir.as_deref())?;
+    let mut opts = restore_options(&args.load, cluster.conninfo(), ui, shutdown);
+    opts.yes = true;
+    let plan = PlanFile::parse("drill", a9s_recover::plan::DEFAULT_PLAN)?;
+    let prepared =
+        restore::prepare_restore(source, &req, "drill", &plan, &BTreeMap::new(), &opts).await?;
+    describe_plan(&prepared.backup, ui);
+    let notify = |m: &str| ui.notice(m);
+    let result = restore::run_restore(prepared, &opts, &notify, &|_| true).await;
+    if args.keep {
+        cluster.keep();
+        ui.notice(&format!(
+            "the drill cluster keeps running: psql -h {} -p {} -U postgres  (stop it with: pg_ctl -D {}/data stop; then remove {})",
+            cluster.dir.display(),
+            cluster.port,
+            cluster.dir.display(),
+            cluster.dir.display()
+        ));
+    } else {
+        cluster.stop();
+    }
+    let report = result?;
+    finish_restore(&report, args.load.json, ui)?;
+    if !args.keep {
+        ui.notice("drill passed; the throwaway cluster was removed");
+    }
+    Ok(())
 }
 
 /// Prints a line on stdout; a closed stdout is not an error worth a message.

@@ -5,7 +5,7 @@
 //! dump streams past, per database for pg_dumpall output (`\connect` lines).
 //! Does not own: restoring (sinks) or comparing counts with a database (verify).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The kind of dump, from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -58,7 +58,7 @@ pub fn sniff(head: &[u8]) -> DumpKind {
 }
 
 /// Rows of one table as counted from the dump.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableRows {
     /// The database the table is in (`\connect` target), when the dump says.
     pub database: Option<String>,

@@ -193,6 +193,51 @@ pub enum Error {
     #[error("{location} already holds objects of backup {backup_id}; choose another --backup-id or pass --force")]
     BackupExists { backup_id: String, location: String },
 
+    /// A PostgreSQL program is not installed.
+    #[error("{tool} is not installed or not found: {hint}")]
+    ToolMissing { tool: String, hint: String },
+
+    /// A child process (psql, pg_restore, a command stage) failed. Its stderr is quoted.
+    #[error("{program} failed while {doing} ({status}){}", quote_stderr(.stderr))]
+    Child {
+        program: String,
+        doing: String,
+        status: String,
+        stderr: String,
+    },
+
+    /// The target is a standby.
+    #[error(
+        "the target {target} is a standby (pg_is_in_recovery() is true): restore into the primary"
+    )]
+    Standby { target: String },
+
+    /// A stage of the restore plan failed.
+    #[error("stage {number} ({name}) failed: {source}{}", resume_hint(.journal))]
+    Stage {
+        number: usize,
+        name: String,
+        journal: bool,
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// Restored row counts differ from the dump's.
+    #[error("verification failed: {count} table(s) have other row counts than the dump:\n{table}")]
+    Verification { count: usize, table: String },
+
+    /// A destructive stage needs consent.
+    #[error("the plan has destructive stages ({0}); pass --yes, or run it on a terminal to confirm (see them first with --dry-run)")]
+    NotConfirmed(String),
+
+    /// The journal cannot be used.
+    #[error("journal {path}: {reason}")]
+    Journal { path: String, reason: String },
+
+    /// A plan file or preset is wrong.
+    #[error("plan: {0}")]
+    Plan(String),
+
     /// Ctrl-C or SIGTERM.
     #[error("interrupted by {signal}; partial output was removed")]
     Interrupted { signal: &'static str },
@@ -271,6 +316,30 @@ fn last_found(last: &Option<String>) -> String {
 
 fn at_part(at: &Option<PartOffset>) -> String {
     at.as_ref().map(|p| format!(", in {p}")).unwrap_or_default()
+}
+
+fn quote_stderr(stderr: &str) -> String {
+    if stderr.trim().is_empty() {
+        return String::new();
+    }
+    let lines: Vec<&str> = stderr.trim().lines().collect();
+    let shown = if lines.len() > 12 {
+        let mut v = lines[..4].to_vec();
+        v.push("...");
+        v.extend_from_slice(&lines[lines.len() - 7..]);
+        v
+    } else {
+        lines
+    };
+    format!(":\n    {}", shown.join("\n    "))
+}
+
+fn resume_hint(journal: &bool) -> &'static str {
+    if *journal {
+        "\nFix the cause, then run the same command with --resume to continue from this stage."
+    } else {
+        ""
+    }
 }
 
 fn span_text(span: &Option<Box<(PartOffset, PartOffset)>>) -> String {

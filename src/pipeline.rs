@@ -416,6 +416,45 @@ async fn read_stream_head(
     Ok(out)
 }
 
+/// The first `want` bytes of the dump, decrypted and decompressed, read before streaming so
+/// that the dump kind (plain SQL or custom format) is known before any stage runs.
+pub async fn peek_dump(plan: &Plan, want: usize) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let stored = read_stream_head(
+        &*plan.source,
+        &plan.backup,
+        plan.total_size().min(256 * 1024),
+        &plan.fetch,
+    )
+    .await?;
+    let body = match &plan.encryption {
+        Encryption::Aes { key, .. } => {
+            let mut d = Decryptor::new(key)?;
+            let mut out = Vec::new();
+            d.update(&stored[HEADER_LEN.min(stored.len())..], &mut out)?;
+            out
+        }
+        Encryption::None => stored,
+    };
+    Ok(match plan.compression {
+        Compression::None => body[..want.min(body.len())].to_vec(),
+        Compression::Gzip => {
+            let mut dec = flate2::read::MultiGzDecoder::new(&body[..]);
+            let mut out = vec![0u8; want];
+            let mut n = 0;
+            // A prefix of a gzip stream ends in an error once the input runs out.
+            while n < want {
+                match dec.read(&mut out[n..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => n += k,
+                }
+            }
+            out.truncate(n);
+            out
+        }
+    })
+}
+
 /// What to compute while streaming.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -464,6 +503,8 @@ pub struct Report {
     pub dump_kind: DumpKind,
     /// Rows per table from the COPY blocks (plain dumps, when counted).
     pub tables: Option<Vec<TableRows>>,
+    /// What psql or pg_restore reported, when restoring.
+    pub restore: Option<crate::sink::ChildSummary>,
     pub seconds: f64,
 }
 
@@ -564,6 +605,7 @@ pub async fn run(plan: Plan, output: &Output, opts: RunOptions) -> Result<Report
         parts_checked: dec.parts_checked,
         dump_kind: sink_out.kind,
         tables: sink_out.tables,
+        restore: sink_out.child,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -757,6 +799,7 @@ fn inflate_stage(
 }
 
 struct SinkOut {
+    child: Option<crate::sink::ChildSummary>,
     bytes: u64,
     sha256: Option<String>,
     kind: DumpKind,
@@ -833,8 +876,9 @@ fn sink_stage(
             });
         }
     }
-    sink.commit()?;
+    let child = sink.commit()?;
     Ok(SinkOut {
+        child,
         bytes,
         sha256,
         kind,

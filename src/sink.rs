@@ -1,18 +1,22 @@
-//! Where the recovered dump goes: standard output, a file written atomically, or nowhere
-//! (`verify`). Later: psql and pg_restore.
+//! Where the recovered dump goes: standard output, a file written atomically, nowhere
+//! (`verify`), `psql`, or `pg_restore` (streamed, or spooled to a private file for `--jobs`).
 //!
 //! A file is written as `FILE.partial` (mode 0600), fsynced, and renamed to `FILE` only by
 //! [`Sink::commit`], which the pipeline calls after every check passed. Dropping an
 //! uncommitted file sink removes the partial file, so a failed or interrupted recovery never
 //! leaves something that looks complete.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
+use crate::pg::ConnInfo;
 
 /// Where the caller wants the dump.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +27,35 @@ pub enum Output {
     File { path: PathBuf, force: bool },
     /// Count and check only.
     Discard,
+    /// `psql -X --quiet` reading the dump on stdin.
+    Psql {
+        program: PathBuf,
+        conn: ConnInfo,
+        /// `-v ON_ERROR_STOP=1`: the first SQL error stops psql and fails the restore.
+        on_error_stop: bool,
+    },
+    /// `pg_restore` reading a custom-format archive.
+    PgRestore {
+        program: PathBuf,
+        conn: ConnInfo,
+        /// Extra flags: `--no-owner`, `--no-privileges`, `--clean`, `--if-exists`, ...
+        args: Vec<String>,
+        /// `--jobs N` needs a seekable file: the stream is spooled to `spool_dir` first.
+        jobs: Option<u32>,
+        spool_dir: PathBuf,
+    },
+}
+
+/// What a restoring child said on stderr: SQL errors counted, the first few kept.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ChildSummary {
+    /// Lines with `ERROR:` (psql, pg_restore).
+    pub sql_errors: u64,
+    /// The first few of them.
+    pub first_errors: Vec<String>,
+    /// The last lines of stderr, for a failure message.
+    #[serde(skip)]
+    pub tail: Vec<String>,
 }
 
 impl Output {
@@ -55,7 +88,215 @@ impl Output {
                 AtomicFile::create(path, *force).map(Sink::File)
             }
             Output::Discard => Ok(Sink::Discard),
+            Output::Psql {
+                program,
+                conn,
+                on_error_stop,
+            } => {
+                let mut cmd = Command::new(program);
+                cmd.args(["-X", "--quiet"]);
+                if *on_error_stop {
+                    cmd.args(["-v", "ON_ERROR_STOP=1"]);
+                }
+                conn.apply(&mut cmd);
+                ChildSink::spawn(cmd, "psql", format!("restoring into {}", conn.describe()))
+                    .map(Sink::Child)
+            }
+            Output::PgRestore {
+                program,
+                conn,
+                args,
+                jobs: None,
+                ..
+            } => {
+                let mut cmd = Command::new(program);
+                cmd.args(args);
+                conn.apply(&mut cmd);
+                ChildSink::spawn(
+                    cmd,
+                    "pg_restore",
+                    format!("restoring into {}", conn.describe()),
+                )
+                .map(Sink::Child)
+            }
+            Output::PgRestore {
+                jobs: Some(_),
+                spool_dir,
+                ..
+            } => {
+                crate::pg::ensure_dir(spool_dir)?;
+                let path = spool_dir.join(format!(
+                    "a9s-recover-spool-{}-{}.pgdump",
+                    std::process::id(),
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_nanos())
+                        .unwrap_or(0)
+                ));
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(|e| Error::Output {
+                        what: path.display().to_string(),
+                        source: e,
+                    })?;
+                Ok(Sink::Spool(Spool {
+                    file: Some(file),
+                    path,
+                    output: self.clone(),
+                }))
+            }
         }
+    }
+}
+
+fn start_err(program: &str, e: io::Error) -> Error {
+    Error::Child {
+        program: program.into(),
+        doing: "starting".into(),
+        status: e.to_string(),
+        stderr: String::new(),
+    }
+}
+
+/// A child reading the dump on stdin, its stderr drained on another thread.
+#[derive(Debug)]
+pub(crate) struct ChildSink {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stderr: Option<JoinHandle<ChildSummary>>,
+    program: &'static str,
+    doing: String,
+}
+
+fn drain_stderr(r: impl io::Read + Send + 'static) -> JoinHandle<ChildSummary> {
+    std::thread::spawn(move || {
+        let mut sum = ChildSummary::default();
+        let mut tail = VecDeque::new();
+        let mut r = io::BufReader::new(r);
+        let mut line = Vec::new();
+        while matches!(r.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            let text = String::from_utf8_lossy(&line).trim_end().to_string();
+            line.clear();
+            if text.contains("ERROR:") {
+                sum.sql_errors += 1;
+                if sum.first_errors.len() < 5 {
+                    sum.first_errors.push(text.clone());
+                }
+            }
+            tail.push_back(text);
+            if tail.len() > 30 {
+                tail.pop_front();
+            }
+        }
+        sum.tail = tail.into();
+        sum
+    })
+}
+
+impl ChildSink {
+    fn spawn(mut cmd: Command, program: &'static str, doing: String) -> Result<Self> {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| start_err(program, e))?;
+        let stderr = child.stderr.take().map(drain_stderr);
+        Ok(ChildSink {
+            stdin: child.stdin.take(),
+            child,
+            stderr,
+            program,
+            doing,
+        })
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        let stdin = self.stdin.as_mut().expect("open until finished");
+        if stdin.write_all(data).is_err() {
+            // The child stopped reading: it failed. Say why, not "broken pipe".
+            return Err(self.finish().err().unwrap_or_else(|| Error::Child {
+                program: self.program.into(),
+                doing: self.doing.clone(),
+                status: "it stopped reading its input".into(),
+                stderr: String::new(),
+            }));
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<ChildSummary> {
+        drop(self.stdin.take());
+        let status = self.child.wait().map_err(|e| start_err(self.program, e))?;
+        let summary = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        if status.success() {
+            Ok(summary)
+        } else {
+            Err(Error::Child {
+                program: self.program.into(),
+                doing: self.doing.clone(),
+                status: status.to_string(),
+                stderr: summary.tail.join("\n"),
+            })
+        }
+    }
+}
+
+impl Drop for ChildSink {
+    fn drop(&mut self) {
+        // Not finished: the stream failed or was interrupted. Stop the child.
+        if self.stderr.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The archive spooled to a 0600 file for `pg_restore --jobs`; removed in any case.
+#[derive(Debug)]
+pub(crate) struct Spool {
+    file: Option<File>,
+    path: PathBuf,
+    output: Output,
+}
+
+impl Spool {
+    fn restore(&mut self) -> Result<ChildSummary> {
+        drop(self.file.take());
+        let Output::PgRestore {
+            program,
+            conn,
+            args,
+            jobs: Some(jobs),
+            ..
+        } = &self.output
+        else {
+            unreachable!("a spool is made for pg_restore --jobs")
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(args).arg(format!("--jobs={jobs}"));
+        conn.apply(&mut cmd);
+        cmd.arg(&self.path);
+        let mut sink = ChildSink::spawn(
+            cmd,
+            "pg_restore",
+            format!("restoring into {} with {jobs} jobs", conn.describe()),
+        )?;
+        drop(sink.stdin.take());
+        sink.finish()
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
     }
 }
 
@@ -65,6 +306,8 @@ pub(crate) enum Sink {
     Stdout(File),
     File(AtomicFile),
     Discard,
+    Child(ChildSink),
+    Spool(Spool),
 }
 
 impl Sink {
@@ -82,18 +325,31 @@ impl Sink {
             }),
             Sink::File(f) => f.write(data),
             Sink::Discard => Ok(()),
+            Sink::Child(c) => c.write(data),
+            Sink::Spool(s) => s
+                .file
+                .as_mut()
+                .expect("open until restored")
+                .write_all(data)
+                .map_err(|e| Error::Output {
+                    what: s.path.display().to_string(),
+                    source: e,
+                }),
         }
     }
 
-    /// Makes the output final. Only called when every check passed.
-    pub(crate) fn commit(self) -> Result<()> {
+    /// Makes the output final. Only called when every check passed. A restoring child is
+    /// waited for, and what it said on stderr summarized.
+    pub(crate) fn commit(self) -> Result<Option<ChildSummary>> {
         match self {
-            Sink::Stdout(mut f) => f.flush().map_err(|e| Error::Output {
+            Sink::Stdout(mut f) => f.flush().map(|_| None).map_err(|e| Error::Output {
                 what: "standard output".into(),
                 source: e,
             }),
-            Sink::File(f) => f.commit(),
-            Sink::Discard => Ok(()),
+            Sink::File(f) => f.commit().map(|_| None),
+            Sink::Discard => Ok(None),
+            Sink::Child(mut c) => c.finish().map(Some),
+            Sink::Spool(mut s) => s.restore().map(Some),
         }
     }
 }

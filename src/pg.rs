@@ -1,0 +1,455 @@
+//! Talking to PostgreSQL through its own client programs.
+//!
+//! Owns: parsing a libpq connection string (URI or `key=value`), keeping its password out of
+//! every child's argv (it travels in `PGPASSWORD`), finding `psql`/`pg_restore`/`initdb`, and
+//! running SQL with `psql`. Using the real clients means libpq semantics for free: PG*
+//! variables, `.pgpass`, `sslmode`, service files, unix sockets.
+//! Does not own: which SQL a stage runs (`plan`) or streaming a dump (`sink`).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+/// A parsed connection string without its password.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ConnInfo {
+    params: Vec<(String, String)>,
+    password: Option<Secret>,
+}
+
+impl std::fmt::Debug for ConnInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnInfo")
+            .field("params", &self.params)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl ConnInfo {
+    /// Parses `postgresql://user:pw@host:port/db?sslmode=require` or
+    /// `host=h port=5432 dbname=db user=u password='p w'`. An empty string means "libpq
+    /// defaults" (the PG* environment variables).
+    pub fn parse(dsn: &str) -> Result<ConnInfo> {
+        let dsn = dsn.trim();
+        let mut c = ConnInfo::default();
+        if dsn.is_empty() {
+            return Ok(c);
+        }
+        let bad = |why: &str| Error::Config(format!("cannot read the connection string: {why}"));
+        if let Some(rest) = dsn
+            .strip_prefix("postgresql://")
+            .or_else(|| dsn.strip_prefix("postgres://"))
+        {
+            let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let (authority, path) = main.split_once('/').unwrap_or((main, ""));
+            let hostport = match authority.rsplit_once('@') {
+                Some((userinfo, hp)) => {
+                    let (user, pw) = match userinfo.split_once(':') {
+                        Some((u, p)) => (u, Some(p)),
+                        None => (userinfo, None),
+                    };
+                    if !user.is_empty() {
+                        c.set("user", &percent_decode(user));
+                    }
+                    if let Some(p) = pw {
+                        c.password = Some(Secret::new(percent_decode(p)));
+                    }
+                    hp
+                }
+                None => authority,
+            };
+            if !hostport.is_empty() {
+                // host:port, [v6]:port, or a comma-separated list (kept as libpq takes it).
+                let (host, port) = if hostport.contains(',') {
+                    (hostport.to_string(), None)
+                } else if let Some(v6) = hostport.strip_prefix('[') {
+                    let (h, after) = v6
+                        .split_once(']')
+                        .ok_or_else(|| bad("unclosed [ in host"))?;
+                    (h.to_string(), after.strip_prefix(':').map(str::to_string))
+                } else {
+                    match hostport.rsplit_once(':') {
+                        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => {
+                            (h.to_string(), Some(p.to_string()))
+                        }
+                        _ => (hostport.to_string(), None),
+                    }
+                };
+                if !host.is_empty() {
+                    c.set("host", &percent_decode(&host));
+                }
+                if let Some(p) = port.filter(|p| !p.is_empty()) {
+                    c.set("port", &p);
+                }
+            }
+            if !path.is_empty() {
+                c.set("dbname", &percent_decode(path));
+            }
+            for kv in query.split('&').filter(|s| !s.is_empty()) {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                let (k, v) = (percent_decode(k), percent_decode(v));
+                if k == "password" {
+                    c.password = Some(Secret::new(v));
+                } else {
+                    c.set(&k, &v);
+                }
+            }
+            return Ok(c);
+        }
+        // key = value pairs; values may be single-quoted with \' and \\ escapes.
+        let mut chars = dsn.chars().peekable();
+        loop {
+            while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                chars.next();
+            }
+            if chars.peek().is_none() {
+                break;
+            }
+            let mut key = String::new();
+            while let Some(&ch) = chars.peek() {
+                if ch == '=' || ch.is_whitespace() {
+                    break;
+                }
+                key.push(ch);
+                chars.next();
+            }
+            while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                chars.next();
+            }
+            if chars.next() != Some('=') {
+                return Err(bad(&format!("expected key=value, found {key:?} without =")));
+            }
+            while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                chars.next();
+            }
+            let mut value = String::new();
+            if chars.peek() == Some(&'\'') {
+                chars.next();
+                let mut closed = false;
+                while let Some(ch) = chars.next() {
+                    match ch {
+                        '\\' => value.extend(chars.next()),
+                        '\'' => {
+                            closed = true;
+                            break;
+                        }
+                        ch => value.push(ch),
+                    }
+                }
+                if !closed {
+                    return Err(bad("unterminated quoted value"));
+                }
+            } else {
+                while let Some(&ch) = chars.peek() {
+                    if ch.is_whitespace() {
+                        break;
+                    }
+                    value.push(ch);
+                    chars.next();
+                }
+            }
+            if key == "password" {
+                c.password = Some(Secret::new(value));
+            } else {
+                c.set(&key, &value);
+            }
+        }
+        Ok(c)
+    }
+
+    fn set(&mut self, k: &str, v: &str) {
+        match self.params.iter_mut().find(|(key, _)| key == k) {
+            Some(p) => p.1 = v.to_string(),
+            None => self.params.push((k.to_string(), v.to_string())),
+        }
+    }
+
+    /// A parameter's value.
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The same connection to another database.
+    pub fn with_db(&self, db: &str) -> ConnInfo {
+        let mut c = self.clone();
+        c.set("dbname", db);
+        c
+    }
+
+    /// The database this connects to: `dbname`, else `PGDATABASE`, else the user name.
+    pub fn database(&self) -> String {
+        self.get("dbname")
+            .map(str::to_string)
+            .or_else(|| std::env::var("PGDATABASE").ok())
+            .or_else(|| self.get("user").map(str::to_string))
+            .or_else(|| std::env::var("PGUSER").ok())
+            .unwrap_or_else(|| "postgres".into())
+    }
+
+    /// `key='value' ...` without the password: safe to put in argv and to print.
+    pub fn to_conninfo(&self) -> String {
+        let mut s = String::new();
+        for (k, v) in &self.params {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            s.push_str(k);
+            s.push_str("='");
+            for ch in v.chars() {
+                if ch == '\'' || ch == '\\' {
+                    s.push('\\');
+                }
+                s.push(ch);
+            }
+            s.push('\'');
+        }
+        s
+    }
+
+    /// For messages: `host=... dbname=...` or `the PG* defaults`.
+    pub fn describe(&self) -> String {
+        if self.params.is_empty() {
+            "the PG* environment defaults".into()
+        } else {
+            self.to_conninfo()
+        }
+    }
+
+    /// Gives a child the connection: `-d CONNINFO` in argv, the password in its environment.
+    pub fn apply(&self, cmd: &mut Command) {
+        if !self.params.is_empty() {
+            cmd.arg("-d").arg(self.to_conninfo());
+        }
+        if let Some(p) = &self.password {
+            use std::os::unix::ffi::OsStrExt;
+            cmd.env("PGPASSWORD", std::ffi::OsStr::from_bytes(p.expose()));
+        }
+    }
+}
+
+/// Where PostgreSQL's client and server programs are.
+#[derive(Debug, Clone, Default)]
+pub struct PgTools {
+    /// `--pg-bin DIR`, if given.
+    pub bin_dir: Option<PathBuf>,
+}
+
+impl PgTools {
+    /// Finds `name`: in `--pg-bin`, on PATH, else the newest `/usr/lib/postgresql/*/bin`.
+    pub fn find(&self, name: &str) -> Result<PathBuf> {
+        if let Some(d) = &self.bin_dir {
+            let p = d.join(name);
+            return if p.exists() {
+                Ok(p)
+            } else {
+                Err(Error::ToolMissing {
+                    tool: name.into(),
+                    hint: format!("it is not in --pg-bin {}", d.display()),
+                })
+            };
+        }
+        if let Some(paths) = std::env::var_os("PATH") {
+            for d in std::env::split_paths(&paths) {
+                let p = d.join(name);
+                if p.is_file() {
+                    return Ok(p);
+                }
+            }
+        }
+        newest_server_bin()
+            .map(|d| d.join(name))
+            .filter(|p| p.exists())
+            .ok_or_else(|| Error::ToolMissing {
+                tool: name.into(),
+                hint: "install the PostgreSQL client (apt-get install postgresql-client) or pass --pg-bin DIR".into(),
+            })
+    }
+}
+
+/// The `bin` directory of the newest PostgreSQL under /usr/lib/postgresql.
+pub fn newest_server_bin() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, p)| p)
+}
+
+/// Runs SQL through psql: `ON_ERROR_STOP`, no psqlrc, unaligned tab-separated rows.
+#[derive(Debug, Clone)]
+pub struct Psql {
+    pub conn: ConnInfo,
+    pub program: PathBuf,
+}
+
+impl Psql {
+    /// Finds psql.
+    pub fn new(conn: ConnInfo, tools: &PgTools) -> Result<Self> {
+        Ok(Psql {
+            conn,
+            program: tools.find("psql")?,
+        })
+    }
+
+    /// Runs `sql` (one or more statements, each in its own transaction unless it says
+    /// otherwise) in `db` (default: the connection's) and returns the result rows.
+    pub fn run(&self, db: Option<&str>, sql: &str) -> Result<Vec<Vec<String>>> {
+        let conn = match db {
+            Some(d) => self.conn.with_db(d),
+            None => self.conn.clone(),
+        };
+        let mut cmd = Command::new(&self.program);
+        cmd.args(["-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1"]);
+        conn.apply(&mut cmd);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| Error::Child {
+            program: "psql".into(),
+            doing: "starting".into(),
+            status: e.to_string(),
+            stderr: String::new(),
+        })?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let script = sql.to_string();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(script.as_bytes());
+        });
+        let mut err = String::new();
+        let mut stderr = child.stderr.take().expect("piped");
+        let errs = std::thread::spawn(move || {
+            let _ = stderr.read_to_string(&mut err);
+            err
+        });
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .expect("piped")
+            .read_to_string(&mut out)
+            .ok();
+        let status = child.wait().map_err(|e| Error::Child {
+            program: "psql".into(),
+            doing: "waiting".into(),
+            status: e.to_string(),
+            stderr: String::new(),
+        })?;
+        let _ = writer.join();
+        let err = errs.join().unwrap_or_default();
+        if !status.success() {
+            return Err(Error::Child {
+                program: "psql".into(),
+                doing: format!("running SQL on {}", conn.describe()),
+                status: status.to_string(),
+                stderr: err.trim().to_string(),
+            });
+        }
+        Ok(out
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect())
+    }
+}
+
+/// Quotes an SQL identifier.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Quotes an SQL string literal.
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Checks that a path is a directory we can use.
+pub fn ensure_dir(p: &Path) -> Result<()> {
+    std::fs::create_dir_all(p).map_err(|e| Error::Output {
+        what: p.display().to_string(),
+        source: e,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_with_password_keeps_it_out_of_the_conninfo() {
+        let c = ConnInfo::parse("postgresql://app:s%40cret@db.example:6432/shop?sslmode=require")
+            .unwrap();
+        assert_eq!(c.get("host"), Some("db.example"));
+        assert_eq!(c.get("port"), Some("6432"));
+        assert_eq!(c.get("user"), Some("app"));
+        assert_eq!(c.get("dbname"), Some("shop"));
+        assert_eq!(c.get("sslmode"), Some("require"));
+        assert_eq!(c.password.as_ref().unwrap().expose(), b"s@cret");
+        let ci = c.to_conninfo();
+        assert!(!ci.contains("cret"), "{ci}");
+        assert!(!format!("{c:?}").contains("cret"));
+        assert_eq!(c.with_db("postgres").get("dbname"), Some("postgres"));
+    }
+
+    #[test]
+    fn keyword_value_with_quotes() {
+        let c = ConnInfo::parse("host=/tmp port = 5433 dbname='my db' password='p\\'w' user=x")
+            .unwrap();
+        assert_eq!(c.get("host"), Some("/tmp"));
+        assert_eq!(c.get("port"), Some("5433"));
+        assert_eq!(c.get("dbname"), Some("my db"));
+        assert_eq!(c.password.as_ref().unwrap().expose(), b"p'w");
+        assert_eq!(
+            c.to_conninfo(),
+            "host='/tmp' port='5433' dbname='my db' user='x'"
+        );
+        assert!(ConnInfo::parse("host").is_err());
+        assert!(ConnInfo::parse("password='open").is_err());
+        assert_eq!(ConnInfo::parse("").unwrap(), ConnInfo::default());
+    }
+
+    #[test]
+    fn ipv6_and_socket_uris() {
+        let c = ConnInfo::parse("postgres://[::1]:5432/db").unwrap();
+        assert_eq!(c.get("host"), Some("::1"));
+        let s = ConnInfo::parse("postgresql:///db?host=%2Fvar%2Frun%2Fpostgresql").unwrap();
+        assert_eq!(s.get("host"), Some("/var/run/postgresql"));
+        assert_eq!(s.get("dbname"), Some("db"));
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+}

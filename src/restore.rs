@@ -1,0 +1,1182 @@
+//! Restoring into PostgreSQL: a plan of stages around the one pipeline, a journal, and
+//! verification; and `drill`, the same into a throwaway cluster.
+//!
+//! Order of events: the backup is prepared and checked first (parts, metadata, secret, dump
+//! kind), so no stage ever starts when the backup is bad. Then the plan is resolved, shown
+//! (`--dry-run` stops there), confirmed when it is destructive, and run stage by stage, each
+//! start and end written to the journal. The restore stage streams the backup into psql or
+//! pg_restore while counting the rows of each COPY block; the verify stage compares those
+//! counts with `SELECT count(*)` in the restored databases.
+//!
+//! Journal rules for `--resume`: finished stages are skipped; a stage that failed cleanly
+//! (a command that exited non-zero, an SQL error) runs again; a stage that was interrupted
+//! midway (no end recorded) or a restore stream that failed partway is reported and not
+//! redone unless `--redo-interrupted` says so, because the database may hold half of it.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dump::{self, DumpKind, TableRows};
+use crate::error::{Error, Result};
+use crate::pg::{ConnInfo, PgTools};
+use crate::pipeline::{self, Report, Request, RunOptions};
+use crate::plan::{Action, PlanFile, ResolvedPlan, Stage};
+use crate::shutdown::Shutdown;
+use crate::sink::Output;
+use crate::source::Source;
+
+/// How the dump is fed to PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DumpFormat {
+    /// Plain SQL into psql.
+    Sql,
+    /// Custom format into pg_restore.
+    Custom,
+}
+
+/// Everything a restore needs besides the backup request and the plan.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub target: ConnInfo,
+    pub tools: PgTools,
+    /// Override the sniffed format.
+    pub format: Option<DumpFormat>,
+    pub on_error_stop: bool,
+    pub pg_restore_args: Vec<String>,
+    pub jobs: Option<u32>,
+    pub spool_dir: PathBuf,
+    pub journal: Option<PathBuf>,
+    pub resume: bool,
+    pub redo_interrupted: bool,
+    pub verify: bool,
+    pub yes: bool,
+    pub progress: bool,
+    pub shutdown: Shutdown,
+}
+
+/// A checked backup and a resolved plan, ready to show or run.
+#[derive(Debug)]
+pub struct PreparedRestore {
+    pub backup: pipeline::Plan,
+    pub dump_kind: DumpKind,
+    pub format: DumpFormat,
+    pub plan: ResolvedPlan,
+    /// The restore stage as the dry run shows it.
+    pub restore_line: String,
+    output: Output,
+}
+
+impl PreparedRestore {
+    /// The dry-run text.
+    pub fn render(&self, opts: &RestoreOptions) -> String {
+        self.plan
+            .render(&self.restore_line, &opts.target.describe())
+    }
+}
+
+/// One stage's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageOutcome {
+    pub number: usize,
+    pub name: String,
+    /// `done`, `skipped`, or `already done` (from the journal).
+    pub status: String,
+    pub detail: String,
+    pub seconds: f64,
+}
+
+/// One table's verification.
+#[derive(Debug, Clone, Serialize)]
+pub struct RowCheck {
+    pub database: String,
+    pub table: String,
+    pub dump_rows: u64,
+    pub restored_rows: Option<u64>,
+    pub error: Option<String>,
+}
+
+impl RowCheck {
+    fn ok(&self) -> bool {
+        self.restored_rows == Some(self.dump_rows)
+    }
+}
+
+/// The outcome of a restore.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    pub backup_id: String,
+    pub target: String,
+    pub plan: String,
+    pub dump_kind: DumpKind,
+    pub format: DumpFormat,
+    pub stages: Vec<StageOutcome>,
+    /// The stream, when this run streamed it (not when resumed past it).
+    pub stream: Option<Report>,
+    pub plaintext_sha256: Option<String>,
+    pub verification: Option<Vec<RowCheck>>,
+    pub mismatches: usize,
+    pub seconds: f64,
+}
+
+/// Sniffs the format from the dump's first bytes.
+pub fn format_of(kind: DumpKind) -> DumpFormat {
+    match kind {
+        DumpKind::Custom => DumpFormat::Custom,
+        _ => DumpFormat::Sql,
+    }
+}
+
+/// Checks the backup and resolves the plan. Nothing is changed anywhere.
+pub async fn prepare_restore(
+    source: Arc<dyn Source>,
+    req: &Request,
+    plan_name: &str,
+    plan_file: &PlanFile,
+    vars: &BTreeMap<String, String>,
+    opts: &RestoreOptions,
+) -> Result<PreparedRestore> {
+    let backup = pipeline::prepare(source, req).await?;
+    let head = pipeline::peek_dump(&backup, dump::SNIFF_LEN).await?;
+    let dump_kind = dump::sniff(&head);
+    let format = opts.format.unwrap_or(format_of(dump_kind));
+    let mut builtins = BTreeMap::new();
+    builtins.insert("backup_id".to_string(), backup.backup.id.clone());
+    if let Some((inst, _)) = crate::catalog::split_backup_id(&backup.backup.id) {
+        builtins.insert("instance_id".to_string(), inst.to_string());
+    }
+    builtins.insert("target_db".to_string(), opts.target.database());
+    let plan = ResolvedPlan::resolve(plan_name, plan_file, vars, &builtins)?;
+    let restore_stage = plan
+        .stages
+        .iter()
+        .find_map(|s| match &s.action {
+            Action::Restore {
+                pg_restore_args,
+                on_error_stop,
+            } => Some((pg_restore_args.clone(), *on_error_stop)),
+            _ => None,
+        })
+        .expect("a plan has one restore stage");
+    let on_error_stop = opts.on_error_stop || restore_stage.1 == Some(true);
+    let (output, restore_line) = match format {
+        DumpFormat::Sql => {
+            let program = opts.tools.find("psql")?;
+            let line = format!(
+                "stream backup {} ({}) into: psql -X --quiet{} {}",
+                backup.backup.id,
+                dump_kind.describe(),
+                if on_error_stop {
+                    " -v ON_ERROR_STOP=1"
+                } else {
+                    ""
+                },
+                conn_arg(&opts.target)
+            );
+            (
+                Output::Psql {
+                    program,
+                    conn: opts.target.clone(),
+                    on_error_stop,
+                },
+                line,
+            )
+        }
+        DumpFormat::Custom => {
+            let program = opts.tools.find("pg_restore")?;
+            let mut args = restore_stage.0.clone();
+            for a in &opts.pg_restore_args {
+                if !args.contains(a) {
+                    args.push(a.clone());
+                }
+            }
+            if on_error_stop && !args.iter().any(|a| a == "--exit-on-error") {
+                args.push("--exit-on-error".into());
+            }
+            // pg_restore without -d writes SQL to stdout instead of restoring.
+            let conn = if opts.target.get("dbname").is_some() {
+                opts.target.clone()
+            } else {
+                opts.target.with_db(&opts.target.database())
+            };
+            let line = format!(
+                "stream backup {} ({}) into: pg_restore {}{} {}",
+                backup.backup.id,
+                dump_kind.describe(),
+                args.join(" "),
+                opts.jobs
+                    .map(|j| format!(
+                        " --jobs={j} (spooled to a 0600 file in {} first)",
+                        opts.spool_dir.display()
+                    ))
+                    .unwrap_or_default(),
+                conn_arg(&conn)
+            );
+            (
+                Output::PgRestore {
+                    program,
+                    conn,
+                    args,
+                    jobs: opts.jobs,
+                    spool_dir: opts.spool_dir.clone(),
+                },
+                line,
+            )
+        }
+    };
+    Ok(PreparedRestore {
+        backup,
+        dump_kind,
+        format,
+        plan,
+        restore_line,
+        output,
+    })
+}
+
+fn conn_arg(c: &ConnInfo) -> String {
+    if c.describe().starts_with("the PG*") {
+        "(the PG* environment defaults)".into()
+    } else {
+        format!("-d \"{}\"", c.to_conninfo())
+    }
+}
+
+/// Runs a prepared restore. `notify` receives progress lines for the operator; `confirm` is
+/// asked before destructive stages when `--yes` was not given.
+pub async fn run_restore(
+    prepared: PreparedRestore,
+    opts: &RestoreOptions,
+    notify: &(dyn Fn(&str) + Sync),
+    confirm: &(dyn Fn(&[String]) -> bool + Sync),
+) -> Result<RestoreReport> {
+    let started = Instant::now();
+    let PreparedRestore {
+        backup,
+        dump_kind,
+        format,
+        plan,
+        output,
+        ..
+    } = prepared;
+    let backup_id = backup.backup.id.clone();
+    let mut journal = match &opts.journal {
+        Some(p) => Some(Journal::open(
+            p,
+            &plan.fingerprint(&backup_id),
+            opts.resume,
+        )?),
+        None if opts.resume => {
+            return Err(Error::Config(
+                "--resume needs --journal PATH of the earlier run".into(),
+            ))
+        }
+        None => None,
+    };
+
+    let pending: Vec<String> = plan
+        .stages
+        .iter()
+        .filter(|s| s.destructive && s.skip.is_none())
+        .filter(|s| {
+            journal
+                .as_ref()
+                .map(|j| !j.finished(s.number))
+                .unwrap_or(true)
+        })
+        .map(|s| format!("{} {}", s.number, s.name))
+        .collect();
+    if !pending.is_empty() && !opts.yes && !confirm(&pending) {
+        return Err(Error::NotConfirmed(pending.join(", ")));
+    }
+
+    let psql = crate::pg::Psql::new(opts.target.clone(), &opts.tools)?;
+    let renames: Vec<(String, String)> = plan
+        .stages
+        .iter()
+        .filter(|s| s.skip.is_none())
+        .filter_map(|s| match &s.action {
+            Action::RenameDatabase { from, to } => Some((from.clone(), to.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut backup = Some(backup);
+    let mut output = Some(output);
+    let mut report = RestoreReport {
+        backup_id: backup_id.clone(),
+        target: opts.target.describe(),
+        plan: plan.name.clone(),
+        dump_kind,
+        format,
+        stages: Vec::new(),
+        stream: None,
+        plaintext_sha256: None,
+        verification: None,
+        mismatches: 0,
+        seconds: 0.0,
+    };
+    let mut tables: Option<Vec<TableRows>> = None;
+    let total = plan.stages.len();
+    for stage in &plan.stages {
+        let t0 = Instant::now();
+        let label = format!("stage {}/{total} {}", stage.number, stage.name);
+        if let Some(why) = &stage.skip {
+            notify(&format!("{label}: skipped ({why})"));
+            report
+                .stages
+                .push(outcome(stage, "skipped", why.clone(), t0));
+            continue;
+        }
+        if matches!(stage.action, Action::Verify) && !opts.verify {
+            notify(&format!("{label}: skipped (--no-verify)"));
+            report
+                .stages
+                .push(outcome(stage, "skipped", "--no-verify".into(), t0));
+            continue;
+        }
+        if let Some(j) = &journal {
+            match j.state(stage.number) {
+                StageState::Finished(entry) => {
+                    if let Some(t) = &entry.tables {
+                        tables = Some(t.clone());
+                    }
+                    if entry.sha256.is_some() {
+                        report.plaintext_sha256 = entry.sha256.clone();
+                    }
+                    notify(&format!("{label}: already done (journal, {})", entry.at));
+                    report
+                        .stages
+                        .push(outcome(stage, "already done", entry.at.clone(), t0));
+                    continue;
+                }
+                StageState::Interrupted(at) if !opts.redo_interrupted => {
+                    return Err(Error::Journal {
+                        path: j.path.display().to_string(),
+                        reason: format!(
+                            "stage {} ({}) started at {at} and never finished: the process was \
+                             stopped while it ran. Check its effect by hand, then run again with \
+                             --resume --redo-interrupted",
+                            stage.number, stage.name
+                        ),
+                    });
+                }
+                StageState::Failed(at, err)
+                    if matches!(stage.action, Action::Restore { .. }) && !opts.redo_interrupted =>
+                {
+                    return Err(Error::Journal {
+                        path: j.path.display().to_string(),
+                        reason: format!(
+                            "the restore stream (stage {}) failed partway at {at} ({err}): the \
+                             database may hold part of the dump. Clean the target first (drop \
+                             the restored databases, or use drop-schema / pg_restore --clean), \
+                             then run again with --resume --redo-interrupted",
+                            stage.number
+                        ),
+                    });
+                }
+                StageState::Failed(_, err) => {
+                    notify(&format!(
+                        "{label}: running again (it failed last time: {err})"
+                    ));
+                }
+                StageState::Interrupted(_) => {
+                    notify(&format!("{label}: running again (--redo-interrupted)"));
+                }
+                StageState::NotStarted => {}
+            }
+        }
+        notify(&format!("{label}: starting"));
+        if let Some(j) = &mut journal {
+            j.append(Entry::new("start", stage))?;
+        }
+        let result = {
+            let exec = execute(
+                stage,
+                &psql,
+                opts,
+                &backup_id,
+                &mut backup,
+                &mut output,
+                &mut tables,
+                &renames,
+                notify,
+                &mut report,
+            );
+            tokio::select! {
+                r = exec => r,
+                reason = opts.shutdown.wait() => Err(Error::Interrupted { signal: reason }),
+            }
+        };
+        match result {
+            Ok(detail) => {
+                if let Some(j) = &mut journal {
+                    let mut e = Entry::new("finish", stage);
+                    if matches!(stage.action, Action::Restore { .. }) {
+                        e.tables = tables.clone();
+                        e.sha256 = report.plaintext_sha256.clone();
+                    }
+                    j.append(e)?;
+                }
+                notify(&format!(
+                    "{label}: done{}",
+                    if detail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({detail})")
+                    }
+                ));
+                report.stages.push(outcome(stage, "done", detail, t0));
+            }
+            Err(e) => {
+                if let Some(j) = &mut journal {
+                    let mut entry = Entry::new("fail", stage);
+                    entry.error = Some(e.to_string());
+                    j.append(entry)?;
+                }
+                if matches!(e, Error::Interrupted { .. }) {
+                    return Err(e);
+                }
+                return Err(Error::Stage {
+                    number: stage.number,
+                    name: stage.name.clone(),
+                    journal: journal.is_some(),
+                    source: Box::new(e),
+                });
+            }
+        }
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn outcome(stage: &Stage, status: &str, detail: String, t0: Instant) -> StageOutcome {
+    StageOutcome {
+        number: stage.number,
+        name: stage.name.clone(),
+        status: status.into(),
+        detail,
+        seconds: t0.elapsed().as_secs_f64(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute(
+    stage: &Stage,
+    psql: &crate::pg::Psql,
+    opts: &RestoreOptions,
+    backup_id: &str,
+    backup: &mut Option<pipeline::Plan>,
+    output: &mut Option<Output>,
+    tables: &mut Option<Vec<TableRows>>,
+    renames: &[(String, String)],
+    notify: &(dyn Fn(&str) + Sync),
+    report: &mut RestoreReport,
+) -> Result<String> {
+    match &stage.action {
+        Action::Preflight => {
+            let (db, sql) = stage.action.sql().expect("SQL");
+            let rows = run_sql(psql, db.as_deref(), &sql).await?;
+            let row = rows.first().cloned().unwrap_or_default();
+            let get = |i: usize| row.get(i).cloned().unwrap_or_default();
+            if get(1) == "t" {
+                return Err(Error::Standby {
+                    target: opts.target.describe(),
+                });
+            }
+            if let Some(b) = backup.as_ref() {
+                if let Some(warning) = free_space_warning(&get(4), b) {
+                    notify(&warning);
+                }
+            }
+            Ok(format!(
+                "PostgreSQL {} as {}, database {}, a primary",
+                get(0),
+                get(2),
+                get(3)
+            ))
+        }
+        Action::DropInactiveSlots => {
+            let (db, sql) = stage.action.sql().expect("SQL");
+            let rows = run_sql(psql, db.as_deref(), &sql).await?;
+            let names: Vec<String> = rows.iter().filter_map(|r| r.first().cloned()).collect();
+            Ok(if names.is_empty() {
+                "no inactive slots".into()
+            } else {
+                format!("dropped {} slot(s): {}", names.len(), names.join(", "))
+            })
+        }
+        Action::TerminateSessions { .. } => {
+            let (db, sql) = stage.action.sql().expect("SQL");
+            let rows = run_sql(psql, db.as_deref(), &sql).await?;
+            Ok(format!("terminated {} session(s)", rows.len()))
+        }
+        Action::DropSchema { .. }
+        | Action::TruncateRepmgr { .. }
+        | Action::RenameDatabase { .. }
+        | Action::Sql { .. } => {
+            let (db, sql) = stage.action.sql().expect("SQL");
+            run_sql(psql, db.as_deref(), &sql).await?;
+            Ok(String::new())
+        }
+        Action::Command {
+            run,
+            tolerate_missing_unit,
+        } => {
+            run_command(
+                run,
+                *tolerate_missing_unit,
+                backup_id,
+                &opts.target.database(),
+            )
+            .await
+        }
+        Action::Restore { .. } => {
+            let plan = backup.take().ok_or_else(|| {
+                Error::Plan("the restore stage can run once per invocation".into())
+            })?;
+            let out = output.take().expect("one restore stage");
+            let r = pipeline::run(
+                plan,
+                &out,
+                RunOptions {
+                    progress: opts.progress,
+                    hash: true,
+                    count_rows: true,
+                    shutdown: opts.shutdown.clone(),
+                },
+            )
+            .await?;
+            *tables = r.tables.clone();
+            report.plaintext_sha256 = r.plaintext_sha256.clone();
+            let mut detail = format!(
+                "{} of {} in {:.1}s",
+                crate::format_bytes(r.bytes_dump),
+                r.dump_kind.describe(),
+                r.seconds
+            );
+            if let Some(c) = &r.restore {
+                if c.sql_errors > 0 {
+                    detail.push_str(&format!(
+                        "; {} SQL error(s), without --on-error-stop they do not stop the restore; first: {}",
+                        c.sql_errors,
+                        c.first_errors.join(" | ")
+                    ));
+                }
+            }
+            report.stream = Some(r);
+            Ok(detail)
+        }
+        Action::Verify => {
+            let Some(t) = tables.as_ref() else {
+                return Ok(
+                    "row counts are not available for custom-format dumps (pg_restore reported success)"
+                        .into(),
+                );
+            };
+            let checks = check_rows(psql, t, &opts.target.database(), renames).await;
+            let bad = checks.iter().filter(|c| !c.ok()).count();
+            let n = checks.len();
+            report.mismatches = bad;
+            let table = render_checks(&checks);
+            report.verification = Some(checks);
+            if bad > 0 {
+                return Err(Error::Verification { count: bad, table });
+            }
+            Ok(format!("{n} table(s): row counts match the dump"))
+        }
+    }
+}
+
+/// Warns when the data directory's free space looks short for the dump (and its WAL).
+fn free_space_warning(data_dir: &str, backup: &pipeline::Plan) -> Option<String> {
+    if data_dir.is_empty() || !Path::new(data_dir).exists() {
+        return None;
+    }
+    let out = std::process::Command::new("df")
+        .args(["-Pk", data_dir])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let avail_kib: u64 = text
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    let estimate = backup
+        .metadata
+        .as_ref()
+        .and_then(|m| m.plaintext_size)
+        .unwrap_or(backup.total_size() * 5);
+    let avail = avail_kib * 1024;
+    (avail < estimate.saturating_mul(2)).then(|| {
+        format!(
+            "warning: {} free on {data_dir}, the dump is about {}; a restore writes the data and as much WAL again",
+            crate::format_bytes(avail),
+            crate::format_bytes(estimate)
+        )
+    })
+}
+
+/// Runs SQL through psql as a child that is killed if the restore is interrupted.
+async fn run_sql(psql: &crate::pg::Psql, db: Option<&str>, sql: &str) -> Result<Vec<Vec<String>>> {
+    let conn = match db {
+        Some(d) => psql.conn.with_db(d),
+        None => psql.conn.clone(),
+    };
+    let mut std_cmd = std::process::Command::new(&psql.program);
+    std_cmd.args(["-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1"]);
+    conn.apply(&mut std_cmd);
+    let (status, stdout, stderr) = run_child(std_cmd, Some(sql.as_bytes().to_vec())).await?;
+    if !status.success() {
+        return Err(Error::Child {
+            program: "psql".into(),
+            doing: format!("running SQL on {}", conn.describe()),
+            status: status.to_string(),
+            stderr: stderr.trim().to_string(),
+        });
+    }
+    Ok(stdout
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect())
+}
+
+async fn run_child(
+    cmd: std::process::Command,
+    stdin: Option<Vec<u8>>,
+) -> Result<(std::process::ExitStatus, String, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true)
+        .stdin(if stdin.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| Error::Child {
+        program: program.clone(),
+        doing: "starting".into(),
+        status: e.to_string(),
+        stderr: String::new(),
+    })?;
+    if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
+        tokio::spawn(async move {
+            let _ = w.write_all(&data).await;
+        });
+    }
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let (mut o, mut e) = (Vec::new(), Vec::new());
+    let (r1, r2, status) = tokio::join!(
+        out.read_to_end(&mut o),
+        err.read_to_end(&mut e),
+        child.wait()
+    );
+    let _ = (r1, r2);
+    let status = status.map_err(|e| Error::Child {
+        program,
+        doing: "waiting".into(),
+        status: e.to_string(),
+        stderr: String::new(),
+    })?;
+    Ok((
+        status,
+        String::from_utf8_lossy(&o).into_owned(),
+        String::from_utf8_lossy(&e).into_owned(),
+    ))
+}
+
+const MISSING_UNIT: [&str; 4] = [
+    "Unknown unit",
+    "not loaded",
+    "could not be found",
+    "does not exist",
+];
+
+async fn run_command(
+    run: &str,
+    tolerate: bool,
+    backup_id: &str,
+    target_db: &str,
+) -> Result<String> {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(run)
+        .env("A9S_BACKUP_ID", backup_id)
+        .env("A9S_TARGET_DB", target_db)
+        // The backup secret is for us, not for stage commands.
+        .env_remove("A9S_SECRET");
+    let (status, stdout, stderr) = run_child(cmd, None).await?;
+    let said = format!(
+        "{}{}",
+        stdout.trim(),
+        if stderr.trim().is_empty() {
+            String::new()
+        } else {
+            format!("\n{}", stderr.trim())
+        }
+    );
+    if status.success() {
+        return Ok(said.lines().last().unwrap_or("").to_string());
+    }
+    if tolerate && MISSING_UNIT.iter().any(|m| said.contains(m)) {
+        return Ok(format!(
+            "tolerated a missing unit: {}",
+            said.lines().next().unwrap_or("")
+        ));
+    }
+    Err(Error::Child {
+        program: "command".into(),
+        doing: format!("running `{run}`"),
+        status: status.to_string(),
+        stderr: said,
+    })
+}
+
+/// Compares the dump's row counts with the restored tables, per database (renames applied).
+pub async fn check_rows(
+    psql: &crate::pg::Psql,
+    tables: &[TableRows],
+    default_db: &str,
+    renames: &[(String, String)],
+) -> Vec<RowCheck> {
+    let mut by_db: BTreeMap<String, Vec<&TableRows>> = BTreeMap::new();
+    for t in tables {
+        let mut db = t.database.clone().unwrap_or_else(|| default_db.to_string());
+        for (from, to) in renames {
+            if &db == from {
+                db = to.clone();
+            }
+        }
+        by_db.entry(db).or_default().push(t);
+    }
+    let mut checks = Vec::new();
+    for (db, ts) in by_db {
+        let sql: Vec<String> = ts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("SELECT {i}, count(*) FROM {}", t.table))
+            .collect();
+        let result = run_sql(psql, Some(&db), &format!("{};", sql.join(" UNION ALL "))).await;
+        let counts: BTreeMap<usize, u64> = match &result {
+            Ok(rows) => rows
+                .iter()
+                .filter_map(|r| Some((r.first()?.parse().ok()?, r.get(1)?.parse().ok()?)))
+                .collect(),
+            Err(_) => BTreeMap::new(),
+        };
+        for (i, t) in ts.iter().enumerate() {
+            checks.push(RowCheck {
+                database: db.clone(),
+                table: t.table.clone(),
+                dump_rows: t.rows,
+                restored_rows: counts.get(&i).copied(),
+                error: result.as_ref().err().map(|e| {
+                    e.to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string()
+                }),
+            });
+        }
+    }
+    checks
+}
+
+/// A table of row checks, mismatches first.
+pub fn render_checks(checks: &[RowCheck]) -> String {
+    let mut rows: Vec<&RowCheck> = checks.iter().collect();
+    rows.sort_by_key(|c| c.ok());
+    let w = rows
+        .iter()
+        .map(|c| c.database.len() + c.table.len() + 1)
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut s = format!("{:<w$}  {:>12}  {:>12}  ", "TABLE", "DUMP ROWS", "RESTORED");
+    for c in rows {
+        s.push_str(&format!(
+            "\n{:<w$}  {:>12}  {:>12}  {}",
+            format!("{}.{}", c.database, c.table),
+            c.dump_rows,
+            c.restored_rows.map(|r| r.to_string()).unwrap_or("-".into()),
+            if c.ok() {
+                "ok".to_string()
+            } else {
+                format!(
+                    "MISMATCH{}",
+                    c.error
+                        .as_ref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                )
+            }
+        ));
+    }
+    s
+}
+
+/// One journal line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    event: String,
+    stage: usize,
+    name: String,
+    at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tables: Option<Vec<TableRows>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+}
+
+impl Entry {
+    fn new(event: &str, stage: &Stage) -> Entry {
+        Entry {
+            event: event.into(),
+            stage: stage.number,
+            name: stage.name.clone(),
+            at: now(),
+            fingerprint: None,
+            error: None,
+            tables: None,
+            sha256: None,
+        }
+    }
+}
+
+fn now() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    crate::pack::rfc3339_from_millis(ms)
+}
+
+enum StageState {
+    NotStarted,
+    Finished(Entry),
+    Failed(String, String),
+    Interrupted(String),
+}
+
+/// An append-only JSON-lines record of stage starts and ends (mode 0600, fsynced per line).
+struct Journal {
+    path: PathBuf,
+    file: File,
+    entries: Vec<Entry>,
+}
+
+impl Journal {
+    fn open(path: &Path, fingerprint: &str, resume: bool) -> Result<Journal> {
+        let jerr = |reason: String| Error::Journal {
+            path: path.display().to_string(),
+            reason,
+        };
+        let mut entries = Vec::new();
+        if let Ok(f) = File::open(path) {
+            for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+                let line = line.map_err(|e| jerr(e.to_string()))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                // A torn last line (the process died mid-write) is ignored.
+                match serde_json::from_str::<Entry>(&line) {
+                    Ok(e) => entries.push(e),
+                    Err(e) => {
+                        return Err(jerr(format!("line {} is not a journal entry: {e}", i + 1)))
+                    }
+                }
+            }
+        }
+        match (entries.is_empty(), resume) {
+            (false, false) => {
+                return Err(jerr(
+                    "it holds an earlier run: pass --resume to continue that run, or remove the file to start over".into(),
+                ))
+            }
+            (true, true) => {
+                return Err(jerr("--resume needs the journal of an earlier run, and this one is empty or missing".into()))
+            }
+            (false, true) => {
+                let fp = entries.first().and_then(|e| e.fingerprint.clone());
+                if fp.as_deref() != Some(fingerprint) {
+                    return Err(jerr("it was written for another plan, backup or variables; --resume only continues the same run".into()));
+                }
+            }
+            (true, false) => {}
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| jerr(e.to_string()))?;
+        if entries.is_empty() {
+            let e = Entry {
+                event: "plan".into(),
+                stage: 0,
+                name: "plan".into(),
+                at: now(),
+                fingerprint: Some(fingerprint.into()),
+                error: None,
+                tables: None,
+                sha256: None,
+            };
+            writeln!(file, "{}", serde_json::to_string(&e).expect("serializes"))
+                .and_then(|_| file.sync_data())
+                .map_err(|e| jerr(e.to_string()))?;
+            entries.push(e);
+        }
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file,
+            entries,
+        })
+    }
+
+    fn append(&mut self, e: Entry) -> Result<()> {
+        writeln!(
+            self.file,
+            "{}",
+            serde_json::to_string(&e).expect("serializes")
+        )
+        .and_then(|_| self.file.sync_data())
+        .map_err(|err| Error::Journal {
+            path: self.path.display().to_string(),
+            reason: err.to_string(),
+        })?;
+        self.entries.push(e);
+        Ok(())
+    }
+
+    fn state(&self, stage: usize) -> StageState {
+        match self.entries.iter().rev().find(|e| e.stage == stage) {
+            None => StageState::NotStarted,
+            Some(e) if e.event == "finish" => StageState::Finished(e.clone()),
+            Some(e) if e.event == "fail" => {
+                StageState::Failed(e.at.clone(), e.error.clone().unwrap_or_default())
+            }
+            Some(e) => StageState::Interrupted(e.at.clone()),
+        }
+    }
+
+    fn finished(&self, stage: usize) -> bool {
+        matches!(self.state(stage), StageState::Finished(_))
+    }
+}
+
+/// A throwaway PostgreSQL cluster for `drill`: initdb into a temporary directory, the unix
+/// socket in that directory (no TCP), run as user postgres when we are root. Stopped and
+/// removed on drop unless kept.
+#[derive(Debug)]
+pub struct TempCluster {
+    pub dir: PathBuf,
+    pub port: u16,
+    bin: PathBuf,
+    as_postgres: bool,
+    keep: bool,
+    stopped: bool,
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+impl TempCluster {
+    /// initdb and start a cluster under `parent` (default: the system temp directory).
+    pub fn start(tools: &PgTools, parent: Option<&Path>) -> Result<TempCluster> {
+        let initdb = tools
+            .find("initdb")
+            .or_else(|_| {
+                crate::pg::newest_server_bin()
+                    .map(|d| d.join("initdb"))
+                    .filter(|p| p.exists())
+                    .ok_or(Error::ToolMissing {
+                        tool: "initdb".into(),
+                        hint: "install the PostgreSQL server (apt-get install postgresql) or pass --pg-bin DIR".into(),
+                    })
+            })?;
+        let bin = initdb.parent().expect("a directory").to_path_buf();
+        let parent = parent
+            .map(Path::to_path_buf)
+            .unwrap_or_else(std::env::temp_dir);
+        let dir = parent.join(format!(
+            "a9s-drill-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Output {
+            what: dir.display().to_string(),
+            source: e,
+        })?;
+        let as_postgres = is_root();
+        let mut c = TempCluster {
+            dir,
+            port: 0,
+            bin,
+            as_postgres,
+            keep: false,
+            stopped: true,
+        };
+        if as_postgres {
+            c.sh(
+                "chown",
+                &["postgres:".into(), c.dir.display().to_string()],
+                false,
+            )?;
+        }
+        c.port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(54329);
+        let data = c.dir.join("data").display().to_string();
+        c.sh(
+            "initdb",
+            &[
+                "-D".into(),
+                data.clone(),
+                "-U".into(),
+                "postgres".into(),
+                "-A".into(),
+                "trust".into(),
+                "-E".into(),
+                "UTF8".into(),
+                "--locale=C.UTF-8".into(),
+                "--no-sync".into(),
+            ],
+            true,
+        )?;
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses='' -c fsync=off -c full_page_writes=off",
+            c.port,
+            c.dir.display()
+        );
+        c.sh(
+            "pg_ctl",
+            &[
+                "-D".into(),
+                data,
+                "-o".into(),
+                opts,
+                "-l".into(),
+                c.dir.join("server.log").display().to_string(),
+                "-w".into(),
+                "start".into(),
+            ],
+            true,
+        )?;
+        c.stopped = false;
+        Ok(c)
+    }
+
+    fn sh(&self, program: &str, args: &[String], pg: bool) -> Result<()> {
+        let exe = if pg {
+            self.bin.join(program).display().to_string()
+        } else {
+            program.to_string()
+        };
+        let mut cmd = if self.as_postgres && pg {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            std::process::Command::new(&exe)
+        };
+        let out = cmd
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .map_err(|e| Error::Child {
+                program: program.into(),
+                doing: "starting".into(),
+                status: e.to_string(),
+                stderr: String::new(),
+            })?;
+        if !out.status.success() {
+            return Err(Error::Child {
+                program: program.into(),
+                doing: "setting up the drill cluster".into(),
+                status: out.status.to_string(),
+                stderr: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// How to connect: the socket directory, the port, user postgres, database postgres.
+    pub fn conninfo(&self) -> ConnInfo {
+        ConnInfo::parse(&format!(
+            "host={} port={} user=postgres dbname=postgres",
+            quote_conn(&self.dir.display().to_string()),
+            self.port
+        ))
+        .expect("well-formed")
+    }
+
+    /// Keep the cluster running after the drill.
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+
+    /// Stops the server.
+    pub fn stop(&mut self) {
+        if !self.stopped {
+            let data = self.dir.join("data").display().to_string();
+            let _ = self.sh(
+                "pg_ctl",
+                &[
+                    "-D".into(),
+                    data,
+                    "-m".into(),
+                    "immediate".into(),
+                    "-w".into(),
+                    "stop".into(),
+                ],
+                true,
+            );
+            self.stopped = true;
+        }
+    }
+}
+
+fn quote_conn(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+impl Drop for TempCluster {
+    fn drop(&mut self) {
+        if !self.keep {
+            self.stop();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
