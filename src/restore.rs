@@ -99,14 +99,36 @@ pub struct RowCheck {
     pub database: String,
     pub table: String,
     pub dump_rows: u64,
+    /// What the table should hold now: the dump's rows, or 0 when a stage of the plan
+    /// emptied it on purpose (truncate-repmgr).
+    pub expected_rows: u64,
     pub restored_rows: Option<u64>,
     pub error: Option<String>,
 }
 
 impl RowCheck {
     fn ok(&self) -> bool {
-        self.restored_rows == Some(self.dump_rows)
+        self.restored_rows == Some(self.expected_rows)
     }
+}
+
+/// The schema of `schema.table` as COPY writes it (either part may be double-quoted).
+fn schema_of(table: &str) -> String {
+    let mut out = String::new();
+    let mut quoted = false;
+    let mut chars = table.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                out.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted => return out,
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The outcome of a restore.
@@ -298,6 +320,15 @@ pub async fn run_restore(
     }
 
     let psql = crate::pg::Psql::new(opts.target.clone(), &opts.tools)?;
+    let truncated: Vec<(String, String)> = plan
+        .stages
+        .iter()
+        .filter(|s| s.skip.is_none())
+        .filter_map(|s| match &s.action {
+            Action::TruncateRepmgr { database, schema } => Some((database.clone(), schema.clone())),
+            _ => None,
+        })
+        .collect();
     let renames: Vec<(String, String)> = plan
         .stages
         .iter()
@@ -406,6 +437,7 @@ pub async fn run_restore(
                 &mut output,
                 &mut tables,
                 &renames,
+                &truncated,
                 notify,
                 &mut report,
             );
@@ -476,6 +508,7 @@ async fn execute(
     output: &mut Option<Output>,
     tables: &mut Option<Vec<TableRows>>,
     renames: &[(String, String)],
+    truncated: &[(String, String)],
     notify: &(dyn Fn(&str) + Sync),
     report: &mut RestoreReport,
 ) -> Result<String> {
@@ -580,7 +613,7 @@ async fn execute(
                         .into(),
                 );
             };
-            let checks = check_rows(psql, t, &opts.target.database(), renames).await;
+            let checks = check_rows(psql, t, &opts.target.database(), renames, truncated).await;
             let bad = checks.iter().filter(|c| !c.ok()).count();
             let n = checks.len();
             report.mismatches = bad;
@@ -752,6 +785,7 @@ pub async fn check_rows(
     tables: &[TableRows],
     default_db: &str,
     renames: &[(String, String)],
+    truncated: &[(String, String)],
 ) -> Vec<RowCheck> {
     let mut by_db: BTreeMap<String, Vec<&TableRows>> = BTreeMap::new();
     for t in tables {
@@ -779,10 +813,14 @@ pub async fn check_rows(
             Err(_) => BTreeMap::new(),
         };
         for (i, t) in ts.iter().enumerate() {
+            let emptied = truncated
+                .iter()
+                .any(|(d, s)| d == &db && *s == schema_of(&t.table));
             checks.push(RowCheck {
                 database: db.clone(),
                 table: t.table.clone(),
                 dump_rows: t.rows,
+                expected_rows: if emptied { 0 } else { t.rows },
                 restored_rows: counts.get(&i).copied(),
                 error: result.as_ref().err().map(|e| {
                     e.to_string()
@@ -808,14 +846,16 @@ pub fn render_checks(checks: &[RowCheck]) -> String {
         .max()
         .unwrap_or(5)
         .max(5);
-    let mut s = format!("{:<w$}  {:>12}  {:>12}  ", "TABLE", "DUMP ROWS", "RESTORED");
+    let mut s = format!("{:<w$}  {:>12}  {:>12}", "TABLE", "DUMP ROWS", "RESTORED");
     for c in rows {
         s.push_str(&format!(
             "\n{:<w$}  {:>12}  {:>12}  {}",
             format!("{}.{}", c.database, c.table),
             c.dump_rows,
             c.restored_rows.map(|r| r.to_string()).unwrap_or("-".into()),
-            if c.ok() {
+            if c.ok() && c.expected_rows != c.dump_rows {
+                "ok (emptied by truncate-repmgr)".to_string()
+            } else if c.ok() {
                 "ok".to_string()
             } else {
                 format!(
@@ -1178,5 +1218,17 @@ impl Drop for TempCluster {
             self.stop();
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_of_copy_table_names() {
+        assert_eq!(schema_of("repmgr.nodes"), "repmgr");
+        assert_eq!(schema_of("\"Odd \"\"Schema\".\"t.x\""), "Odd \"Schema");
+        assert_eq!(schema_of("nodot"), "nodot");
     }
 }

@@ -17,13 +17,17 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 
+#[cfg(feature = "azure")]
 pub mod azure;
 pub mod local;
+#[cfg(feature = "s3")]
 pub mod s3;
 mod throttle;
 
+#[cfg(feature = "azure")]
 pub use azure::AzureSource;
 pub use local::LocalSource;
+#[cfg(feature = "s3")]
 pub use s3::S3Source;
 pub use throttle::Throttled;
 
@@ -215,11 +219,21 @@ impl Location {
     pub async fn open(&self, opts: &CloudOptions) -> Result<Arc<dyn Source>> {
         Ok(match self {
             Location::Local(p) => Arc::new(LocalSource::new(p.clone())),
+            #[cfg(feature = "s3")]
             Location::S3 { bucket, prefix } => {
                 Arc::new(S3Source::connect(bucket, prefix, opts).await?)
             }
+            #[cfg(feature = "azure")]
             Location::Azure { container, prefix } => {
                 Arc::new(AzureSource::connect(container, prefix, opts)?)
+            }
+            #[allow(unreachable_patterns)]
+            other => {
+                let _ = opts;
+                return Err(Error::BadLocation {
+                    location: other.to_string(),
+                    reason: "this build of a9s-recover has no support for it (built without the s3 or azure feature)".into(),
+                });
             }
         })
     }

@@ -9,3 +9,4 @@ mod cli;
 mod cloud;
 mod pack_verify;
 mod props;
+mod restore;
