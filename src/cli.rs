@@ -104,6 +104,10 @@ pub enum Command {
     /// The monthly test restore: a throwaway cluster (initdb in a temporary directory),
     /// restore, verify, report, remove.
     Drill(Box<DrillArgs>),
+    /// How fast is a recovery here? Packs a synthetic pg_dumpall-shaped backup of --size (or
+    /// takes a given one), runs the manual's shell pipeline and ours alternately, and prints
+    /// medians, the speedup, each stage's throughput and peak memory.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -460,6 +464,41 @@ pub struct DrillArgs {
     pub work_dir: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Size of the synthetic dump to generate.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "4GiB")]
+    pub size: u64,
+
+    /// Runs of each pipeline; the median is reported.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub runs: usize,
+
+    /// Where to write the synthetic backup [default: the system temp directory].
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+
+    /// Benchmark this backup instead of a synthetic one (the reference pipeline needs a
+    /// local directory).
+    #[arg(short, long, value_name = "LOCATION", requires = "backup_id")]
+    pub bucket: Option<String>,
+
+    /// With --bucket: the backup.
+    #[arg(long, value_name = "ID")]
+    pub backup_id: Option<String>,
+
+    #[command(flatten)]
+    pub secret: SecretArgs,
+
+    /// With --bucket: S3 or Azure endpoint.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Runs the command. Output for the operator goes to stderr; data and JSON to stdout.
 pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<()> {
     let ui = Ui {
@@ -474,6 +513,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<()> {
         Some(Command::List(l)) => list_cmd(l).await,
         Some(Command::Restore(r)) => restore_cmd(*r, ui, shutdown).await,
         Some(Command::Drill(d)) => drill_cmd(*d, ui, shutdown).await,
+        Some(Command::Bench(b)) => bench_cmd(b, ui, shutdown).await,
     }
 }
 
@@ -1036,6 +1076,104 @@ async fn drill_cmd(args: DrillArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
         ui.notice("drill passed; the throwaway cluster was removed");
     }
     Ok(())
+}
+
+async fn bench_cmd(args: BenchArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<()> {
+    use a9s_recover::bench::{self, BenchOptions};
+    let opts = BenchOptions {
+        size: args.size,
+        runs: args.runs.max(1),
+        work_dir: args.work_dir.clone(),
+        show_progress: ui.progress,
+    };
+    let notify = |m: &str| ui.notice(m);
+    let mut _synthetic = None;
+    let (source, req, local) = match (&args.bucket, &args.backup_id) {
+        (Some(bucket), Some(id)) => {
+            let src_args = SourceArgs {
+                bucket: Some(bucket.clone()),
+                storage: None,
+                region: None,
+                endpoint: args.endpoint.clone(),
+                profile: None,
+                account: None,
+                read_timeout: 60,
+                limit_rate: None,
+            };
+            let source = open_source(&src_args).await?;
+            let secret = resolve_secret(&args.secret, ui, true)?;
+            let local = match Location::parse(bucket, None)? {
+                Location::Local(p) => Some(p),
+                _ => None,
+            };
+            (source, Request::new(id.clone(), secret), local)
+        }
+        _ => {
+            ui.notice(&format!(
+                "generating a {} synthetic pg_dumpall-shaped backup",
+                format_bytes(args.size)
+            ));
+            let b = bench::make_synthetic_backup(&opts, shutdown.clone()).await?;
+            let source: Arc<dyn Source> =
+                Arc::new(a9s_recover::source::LocalSource::new(b.dir.clone()));
+            let req = Request::new(b.backup_id.clone(), Some(b.secret.clone()));
+            let local = Some(b.dir.clone());
+            _synthetic = Some(b);
+            (source, req, local)
+        }
+    };
+    let report = bench::run(source, &req, local.as_deref(), &opts, shutdown, &notify).await?;
+    if args.json {
+        return print_stdout(&serde_json::to_string_pretty(&report)?);
+    }
+    let runs = |v: &[f64]| {
+        v.iter()
+            .map(|s| format!("{s:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let rss = |r: Option<f64>| r.map(|m| format!("{m:.0} MiB")).unwrap_or("n/a".into());
+    let mut out = format!(
+        "machine      {}\nbackup       {} ({}): {} dump, {} stored in {} part(s)\n",
+        report.machine,
+        report.backup_id,
+        report.location,
+        format_bytes(report.dump_bytes),
+        format_bytes(report.stored_bytes),
+        report.parts
+    );
+    if let (Some(cmd), Some(r)) = (&report.reference_command, &report.reference) {
+        out.push_str(&format!(
+            "reference    {cmd}\n             median {:.2} s  {:.0} MB/s  peak {}  (runs {})\n",
+            r.median_seconds,
+            r.dump_mb_s,
+            rss(r.peak_rss_mib),
+            runs(&r.seconds)
+        ));
+    }
+    let o = &report.ours;
+    out.push_str(&format!(
+        "a9s-recover  median {:.2} s  {:.0} MB/s  peak {}  (runs {})\n",
+        o.median_seconds,
+        o.dump_mb_s,
+        rss(o.peak_rss_mib),
+        runs(&o.seconds)
+    ));
+    if let Some(x) = report.speedup {
+        out.push_str(&format!("speedup      {x:.2}x the reference\n"));
+    }
+    out.push_str("stage        MB/s when not waiting   vs reference end to end\n");
+    for s in &report.stages {
+        out.push_str(&format!(
+            "  {:<9}  {:>10.0}               {}\n",
+            s.stage,
+            s.mb_s,
+            s.ratio_to_reference
+                .map(|r| format!("{r:.1}x"))
+                .unwrap_or("-".into())
+        ));
+    }
+    print_stdout(out.trim_end())
 }
 
 /// Prints a line on stdout; a closed stdout is not an error worth a message.

@@ -82,7 +82,8 @@ pub(crate) async fn fetch_ordered(
     opts: FetchOptions,
     progress: Progress,
     tx: PipeTx<Chunk>,
-) -> Result<()> {
+) -> Result<f64> {
+    let mut busy = crate::pipe::Busy::start();
     let parts = Arc::new(parts);
     let n_parts = parts.len();
     let mut ranges = parts.iter().enumerate().flat_map(|(i, p)| {
@@ -120,9 +121,12 @@ pub(crate) async fn fetch_ordered(
             progress.set_message(format!("part {} of {n_parts}", chunk.part + 1));
         }
         progress.inc(chunk.bytes.len() as u64);
+        let t = std::time::Instant::now();
         tx.send(chunk).await?;
+        busy.add_wait(t.elapsed());
     }
-    tx.finish().await
+    tx.finish().await?;
+    Ok(busy.seconds())
 }
 
 /// Runs `f` until it succeeds, fails for good, or `opts.retries` retries of transient

@@ -21,6 +21,7 @@
 //! - [`pack`]: the reverse pipeline, for fixtures, drills and benchmarks.
 //! - [`error`]: the error type and the error policy.
 
+pub mod bench;
 pub mod catalog;
 pub mod crypto;
 pub mod dump;

@@ -59,6 +59,42 @@ impl<T> PipeRx<T> {
     }
 }
 
+/// Measures a stage's busy time: its run time minus the time it waited on pipes.
+#[derive(Debug)]
+pub(crate) struct Busy {
+    start: std::time::Instant,
+    waited: std::time::Duration,
+}
+
+impl Busy {
+    pub(crate) fn start() -> Self {
+        Busy {
+            start: std::time::Instant::now(),
+            waited: std::time::Duration::ZERO,
+        }
+    }
+
+    /// Runs `f` (a pipe operation) and counts its time as waiting.
+    pub(crate) fn wait<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let t = std::time::Instant::now();
+        let r = f();
+        self.waited += t.elapsed();
+        r
+    }
+
+    pub(crate) fn add_wait(&mut self, d: std::time::Duration) {
+        self.waited += d;
+    }
+
+    /// Seconds spent working.
+    pub(crate) fn seconds(&self) -> f64 {
+        self.start
+            .elapsed()
+            .saturating_sub(self.waited)
+            .as_secs_f64()
+    }
+}
+
 /// Adapts a pipe of byte chunks into a blocking [`std::io::BufRead`] without copying.
 pub(crate) struct PipeReader {
     rx: PipeRx<bytes::Bytes>,
@@ -66,6 +102,8 @@ pub(crate) struct PipeReader {
     done: bool,
     /// Set when the upstream stage failed, so the consumer's error can be discarded.
     pub(crate) aborted: bool,
+    /// Time spent waiting for upstream.
+    pub(crate) waited: std::time::Duration,
 }
 
 impl PipeReader {
@@ -75,6 +113,7 @@ impl PipeReader {
             cur: bytes::Bytes::new(),
             done: false,
             aborted: false,
+            waited: std::time::Duration::ZERO,
         }
     }
 }
@@ -93,7 +132,10 @@ impl std::io::Read for PipeReader {
 impl std::io::BufRead for PipeReader {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         while self.cur.is_empty() && !self.done {
-            match self.rx.blocking_recv() {
+            let t = std::time::Instant::now();
+            let got = self.rx.blocking_recv();
+            self.waited += t.elapsed();
+            match got {
                 Ok(Some(b)) => self.cur = b,
                 Ok(None) => self.done = true,
                 Err(_) => {

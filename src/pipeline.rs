@@ -23,7 +23,7 @@ use crate::dump::{self, CopyCounter, DumpKind, TableRows};
 use crate::error::{Error, PartOffset, Result};
 use crate::fetch::{self, Chunk, FetchOptions};
 use crate::inflate::{self, GunzipError};
-use crate::pipe::{pipe, PipeReader, PipeRx, PipeTx};
+use crate::pipe::{pipe, Busy, PipeReader, PipeRx, PipeTx};
 use crate::progress::Progress;
 use crate::secret::Secret;
 use crate::shutdown::Shutdown;
@@ -505,7 +505,22 @@ pub struct Report {
     pub tables: Option<Vec<TableRows>>,
     /// What psql or pg_restore reported, when restoring.
     pub restore: Option<crate::sink::ChildSummary>,
+    /// Seconds each stage spent working (not waiting on its neighbours).
+    pub stage_seconds: StageSeconds,
     pub seconds: f64,
+}
+
+/// Busy time per stage: bytes / busy seconds is what a stage can do on its own.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StageSeconds {
+    /// Fetching (ranged reads, reassembly), stored bytes.
+    pub read: f64,
+    /// AES-256-CBC (and part digests), stored bytes.
+    pub decrypt: f64,
+    /// gunzip, output bytes.
+    pub inflate: f64,
+    /// Writing (and dump sha256, COPY counting), output bytes.
+    pub sink: f64,
 }
 
 /// Streams `plan` into `output`. The output is committed (a file renamed into place) only
@@ -574,6 +589,7 @@ pub async fn run(plan: Plan, output: &Output, opts: RunOptions) -> Result<Report
         return Err(first_error(f, d, i, s));
     }
     let sink_out = s?;
+    let read_seconds = f?;
     let dec = d?;
     let inf = i?;
     let metadata = match &plan.metadata {
@@ -599,13 +615,19 @@ pub async fn run(plan: Plan, output: &Output, opts: RunOptions) -> Result<Report
         },
         key_derivation: plan.kdf().map(|k| k.to_string()),
         compression: plan.compression,
-        gzip_members: inf.members,
+        gzip_members: inf.0.members,
         plaintext_sha256: sink_out.sha256,
         metadata,
         parts_checked: dec.parts_checked,
         dump_kind: sink_out.kind,
         tables: sink_out.tables,
         restore: sink_out.child,
+        stage_seconds: StageSeconds {
+            read: read_seconds,
+            decrypt: dec.busy,
+            inflate: inf.1,
+            sink: sink_out.busy,
+        },
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -626,6 +648,7 @@ fn first_error<A, B, C, D>(f: Result<A>, d: Result<B>, i: Result<C>, s: Result<D
 struct DecryptOut {
     bytes_out: u64,
     parts_checked: usize,
+    busy: f64,
 }
 
 /// Checks each part's sha256 against the metadata as its bytes stream past.
@@ -680,6 +703,7 @@ impl PartHasher<'_> {
 }
 
 fn decrypt_stage(plan: &Plan, mut rx: PipeRx<Chunk>, tx: PipeTx<Bytes>) -> Result<DecryptOut> {
+    let mut busy = Busy::start();
     let mut hasher = PartHasher {
         plan,
         current: None,
@@ -688,16 +712,16 @@ fn decrypt_stage(plan: &Plan, mut rx: PipeRx<Chunk>, tx: PipeTx<Bytes>) -> Resul
     let mut bytes_out = 0u64;
     match &plan.encryption {
         Encryption::None => {
-            while let Some(chunk) = rx.blocking_recv()? {
+            while let Some(chunk) = busy.wait(|| rx.blocking_recv())? {
                 hasher.feed(&chunk)?;
                 bytes_out += chunk.bytes.len() as u64;
-                tx.blocking_send(chunk.bytes)?;
+                busy.wait(|| tx.blocking_send(chunk.bytes))?;
             }
         }
         Encryption::Aes { key, .. } => {
             let mut dec = Decryptor::new(key)?;
             let mut header_left = HEADER_LEN;
-            while let Some(chunk) = rx.blocking_recv()? {
+            while let Some(chunk) = busy.wait(|| rx.blocking_recv())? {
                 hasher.feed(&chunk)?;
                 let mut data: &[u8] = &chunk.bytes;
                 let skip = header_left.min(data.len());
@@ -707,7 +731,7 @@ fn decrypt_stage(plan: &Plan, mut rx: PipeRx<Chunk>, tx: PipeTx<Bytes>) -> Resul
                 dec.update(data, &mut out)?;
                 if !out.is_empty() {
                     bytes_out += out.len() as u64;
-                    tx.blocking_send(Bytes::from(out))?;
+                    busy.wait(|| tx.blocking_send(Bytes::from(out)))?;
                 }
             }
             let consumed = dec.consumed();
@@ -730,10 +754,11 @@ fn decrypt_stage(plan: &Plan, mut rx: PipeRx<Chunk>, tx: PipeTx<Bytes>) -> Resul
         }
     }
     hasher.close()?;
-    tx.blocking_finish()?;
+    busy.wait(|| tx.blocking_finish())?;
     Ok(DecryptOut {
         bytes_out,
         parts_checked: hasher.checked,
+        busy: busy.seconds(),
     })
 }
 
@@ -741,29 +766,34 @@ fn inflate_stage(
     plan: &Plan,
     rx: PipeRx<Bytes>,
     tx: PipeTx<Bytes>,
-) -> Result<inflate::GunzipStats> {
+) -> Result<(inflate::GunzipStats, f64)> {
+    let mut busy = Busy::start();
     match plan.compression {
         Compression::None => {
             let mut rx = rx;
             let mut n = 0;
-            while let Some(b) = rx.blocking_recv()? {
+            while let Some(b) = busy.wait(|| rx.blocking_recv())? {
                 n += b.len() as u64;
-                tx.blocking_send(b)?;
+                busy.wait(|| tx.blocking_send(b))?;
             }
-            tx.blocking_finish()?;
-            Ok(inflate::GunzipStats {
-                bytes_in: n,
-                bytes_out: n,
-                members: 0,
-            })
+            busy.wait(|| tx.blocking_finish())?;
+            Ok((
+                inflate::GunzipStats {
+                    bytes_in: n,
+                    bytes_out: n,
+                    members: 0,
+                },
+                busy.seconds(),
+            ))
         }
         Compression::Gzip => {
             let mut reader = PipeReader::new(rx);
-            let result = inflate::gunzip(&mut reader, |b| tx.blocking_send(b));
+            let result = inflate::gunzip(&mut reader, |b| busy.wait(|| tx.blocking_send(b)));
+            busy.add_wait(reader.waited);
             match result {
                 Ok(stats) => {
-                    tx.blocking_finish()?;
-                    Ok(stats)
+                    busy.wait(|| tx.blocking_finish())?;
+                    Ok((stats, busy.seconds()))
                 }
                 Err(_) if reader.aborted => Err(Error::Aborted),
                 Err(GunzipError::Input(_)) => Err(Error::Aborted),
@@ -799,6 +829,7 @@ fn inflate_stage(
 }
 
 struct SinkOut {
+    busy: f64,
     child: Option<crate::sink::ChildSummary>,
     bytes: u64,
     sha256: Option<String>,
@@ -813,6 +844,7 @@ fn sink_stage(
     hash: bool,
     count_rows: bool,
 ) -> Result<SinkOut> {
+    let mut busy = Busy::start();
     let mut sha = hash.then(Sha256::new);
     let mut head: Vec<u8> = Vec::new();
     let mut kind: Option<DumpKind> = None;
@@ -827,7 +859,7 @@ fn sink_stage(
         });
         (k, c)
     };
-    while let Some(b) = rx.blocking_recv()? {
+    while let Some(b) = busy.wait(|| rx.blocking_recv())? {
         bytes += b.len() as u64;
         if let Some(h) = &mut sha {
             h.update(&b);
@@ -878,6 +910,7 @@ fn sink_stage(
     }
     let child = sink.commit()?;
     Ok(SinkOut {
+        busy: busy.seconds(),
         child,
         bytes,
         sha256,

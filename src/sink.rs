@@ -27,6 +27,8 @@ pub enum Output {
     File { path: PathBuf, force: bool },
     /// Count and check only.
     Discard,
+    /// Written to /dev/null (benchmarks: the same write calls as `> /dev/null`).
+    Null,
     /// `psql -X --quiet` reading the dump on stdin.
     Psql {
         program: PathBuf,
@@ -88,6 +90,14 @@ impl Output {
                 AtomicFile::create(path, *force).map(Sink::File)
             }
             Output::Discard => Ok(Sink::Discard),
+            Output::Null => {
+                File::create("/dev/null")
+                    .map(Sink::Stdout)
+                    .map_err(|e| Error::Output {
+                        what: "/dev/null".into(),
+                        source: e,
+                    })
+            }
             Output::Psql {
                 program,
                 conn,

@@ -199,3 +199,37 @@ fn quiet_hides_notices_and_verbose_tells_what_was_detected() {
     assert!(out.status.success());
     assert_eq!(stderr(&out), "");
 }
+
+/// Benchmarks are never timed tests: this only checks that `bench` runs and reports.
+#[test]
+fn bench_runs_on_a_small_size() {
+    let work = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args([
+            "bench",
+            "--size",
+            "4MiB",
+            "--runs",
+            "1",
+            "--json",
+            "--work-dir",
+        ])
+        .arg(work.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["dump_bytes"].as_u64().unwrap() >= 4 << 20);
+    assert!(r["speedup"].as_f64().unwrap() > 0.0);
+    assert!(r["reference_command"]
+        .as_str()
+        .unwrap()
+        .contains("openssl enc -aes256 -md md5 -d"));
+    assert_eq!(r["stages"].as_array().unwrap().len(), 4);
+    assert!(r["ours"]["peak_rss_mib"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        files_in(work.path()),
+        Vec::<String>::new(),
+        "the synthetic backup was removed"
+    );
+}
