@@ -48,7 +48,7 @@ impl SyntheticDump {
             finished: false,
         };
         d.buf.extend_from_slice(
-            b"--\n-- PostgreSQL database cluster dump\n--\n\nSET default_transaction_read_only = off;\n\nCREATE ROLE app;\n\n\\connect bench\n\n",
+            b"--\n-- PostgreSQL database cluster dump\n--\n\nSET default_transaction_read_only = off;\n\nCREATE ROLE app;\n\nCREATE DATABASE bench;\n\n\\connect bench\n\n",
         );
         d
     }
@@ -385,6 +385,7 @@ pub async fn run(
                 progress: false,
                 hash: false,
                 count_rows: false,
+                part_digests: false,
                 shutdown: shutdown.clone(),
             },
         )

@@ -204,6 +204,17 @@ pub struct FetchArgs {
     /// Retries of a failed range before giving up.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub retries: u32,
+
+    /// Inflate engine: isal (ISA-L, the fastest; on corruption the damage is located again
+    /// with zlib) or zlib (zlib-rs inside our own gzip framing) [default: isal when built in].
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    pub inflate: Option<InflateArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum InflateArg {
+    Isal,
+    Zlib,
 }
 
 #[derive(Debug, Args)]
@@ -630,6 +641,10 @@ fn request(
         concurrency: fetch.concurrency,
         chunk_size: fetch.chunk_size,
         retries: Some(fetch.retries),
+        inflate: fetch.inflate.map(|e| match e {
+            InflateArg::Isal => a9s_recover::inflate::Engine::Isal,
+            InflateArg::Zlib => a9s_recover::inflate::Engine::ZlibRs,
+        }),
     })
 }
 
@@ -690,6 +705,7 @@ async fn recover(args: RecoverArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
         progress: ui.progress,
         hash: ui.verbose,
         count_rows: false,
+        part_digests: false,
         shutdown,
     };
     let report = pipeline::run(plan, &output, opts).await?;
@@ -709,11 +725,11 @@ async fn recover(args: RecoverArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
 
 fn describe_report(r: &Report, ui: Ui) {
     ui.detail(&format!(
-        "dump: {}, {} ({} compressed, {} gzip member(s))",
+        "dump: {}, {} ({} compressed, inflated with {:?})",
         r.dump_kind.describe(),
         format_bytes(r.bytes_dump),
         format_bytes(r.bytes_compressed),
-        r.gzip_members
+        r.inflate_engine
     ));
     if let Some(s) = &r.plaintext_sha256 {
         ui.detail(&format!("dump sha256: {s}"));
@@ -736,6 +752,7 @@ async fn verify(args: VerifyArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<
         progress: ui.progress,
         hash: true,
         count_rows: true,
+        part_digests: true,
         shutdown,
     };
     let report = pipeline::run(plan, &Output::Discard, opts).await?;
@@ -768,10 +785,13 @@ fn verify_text(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "compression  {}, {} member(s), {}",
+        "compression  {}{}, {}, inflated with {:?}",
         format!("{:?}", r.compression).to_lowercase(),
-        r.gzip_members,
-        format_bytes(r.bytes_compressed)
+        r.gzip_members
+            .map(|m| format!(", {m} member(s)"))
+            .unwrap_or_default(),
+        format_bytes(r.bytes_compressed),
+        r.inflate_engine
     );
     let _ = writeln!(
         s,

@@ -63,6 +63,8 @@ pub struct Request {
     pub chunk_size: Option<u64>,
     /// Retries per range.
     pub retries: Option<u32>,
+    /// Inflate engine (default: ISA-L when built in).
+    pub inflate: Option<inflate::Engine>,
 }
 
 impl Request {
@@ -76,6 +78,7 @@ impl Request {
             concurrency: None,
             chunk_size: None,
             retries: None,
+            inflate: None,
         }
     }
 }
@@ -121,6 +124,8 @@ pub struct Plan {
     pub notices: Vec<String>,
     /// How the parts will be fetched.
     pub fetch: FetchOptions,
+    /// Which inflate engine runs the stream.
+    pub inflate: inflate::Engine,
     source: Arc<dyn Source>,
 }
 
@@ -380,6 +385,18 @@ pub async fn prepare(source: Arc<dyn Source>, req: &Request) -> Result<Plan> {
                 .to_string(),
         );
     }
+    // ISA-L's speed only matters for large backups, and it rejects some tiny streams (the
+    // gzip of an empty dump) that are valid: small backups use our own decoder.
+    let inflate = req.inflate.unwrap_or(if total < (1 << 20) {
+        inflate::Engine::ZlibRs
+    } else {
+        inflate::Engine::default()
+    });
+    if !inflate.available() {
+        return Err(Error::Config(format!(
+            "this build has no {inflate:?} inflate engine (built without the isal feature); use --inflate zlib"
+        )));
+    }
     Ok(Plan {
         backup,
         location,
@@ -388,6 +405,7 @@ pub async fn prepare(source: Arc<dyn Source>, req: &Request) -> Result<Plan> {
         compression,
         notices,
         fetch,
+        inflate,
         source,
     })
 }
@@ -464,6 +482,10 @@ pub struct RunOptions {
     pub hash: bool,
     /// Count COPY rows of plain dumps.
     pub count_rows: bool,
+    /// Check every part's sha256 from the metadata while streaming (`verify`). Otherwise the
+    /// dump's own sha256 guards the stream, and part digests are only computed to locate a
+    /// failure.
+    pub part_digests: bool,
     /// Stops the stream and removes partial output when fired.
     pub shutdown: Shutdown,
 }
@@ -495,7 +517,9 @@ pub struct Report {
     pub encryption: &'static str,
     pub key_derivation: Option<String>,
     pub compression: Compression,
-    pub gzip_members: u64,
+    /// Members of the gzip stream (not counted by the ISA-L engine).
+    pub gzip_members: Option<u64>,
+    pub inflate_engine: inflate::Engine,
     pub plaintext_sha256: Option<String>,
     pub metadata: MetadataCheck,
     /// Parts whose sha256 was checked against the metadata.
@@ -525,10 +549,79 @@ pub struct StageSeconds {
 
 /// Streams `plan` into `output`. The output is committed (a file renamed into place) only
 /// when every check passed; on any error or interruption partial output is removed.
+///
+/// When the fast inflate engine (ISA-L) reports corruption, which it does without an exact
+/// offset, the backup is read once more into a counting sink with our own decoder to say
+/// exactly which part and byte are damaged. Only the failure case pays for that.
 pub async fn run(plan: Plan, output: &Output, opts: RunOptions) -> Result<Report> {
+    let plan = Arc::new(plan);
+    let engine = plan.inflate;
+    let result = run_once(plan.clone(), output, opts.clone(), engine).await;
+    let has_part_digests = plan
+        .metadata
+        .as_ref()
+        .and_then(|m| m.parts.as_ref())
+        .is_some_and(|p| p.iter().any(|r| r.sha256.is_some()));
+    let diagnose = RunOptions {
+        progress: false,
+        hash: false,
+        count_rows: false,
+        part_digests: true,
+        shutdown: opts.shutdown.clone(),
+    };
+    let interrupted = opts.shutdown.reason().is_some();
+    match result {
+        // The dump's digest (or its gzip CRC) failed and the parts have digests we did not
+        // check while streaming: read again to say which part is damaged.
+        Err(e @ (Error::ChecksumMismatch { .. } | Error::Gzip { .. }))
+            if has_part_digests && !opts.part_digests && !interrupted =>
+        {
+            match run_once(plan, &Output::Discard, diagnose, inflate::Engine::ZlibRs).await {
+                Err(part @ Error::ChecksumMismatch { .. }) => Err(part),
+                Err(precise @ Error::Gzip { .. }) if matches!(e, Error::Gzip { .. }) => {
+                    Err(precise)
+                }
+                _ => Err(e),
+            }
+        }
+        Err(Error::Gzip {
+            reason,
+            offset,
+            at,
+            span,
+            ..
+        }) if engine == inflate::Engine::Isal && !interrupted => {
+            match run_once(plan, &Output::Discard, diagnose, inflate::Engine::ZlibRs).await {
+                Err(precise @ Error::Gzip { .. }) => Err(precise),
+                // The second read failed for another reason: report what ISA-L saw.
+                Err(_) => Err(Error::Gzip {
+                    reason: format!("{reason} (near this offset; locating it exactly failed)"),
+                    offset,
+                    at,
+                    span,
+                    advice: "A part is corrupt: download it again, or compare it with its sha256 in the metadata.",
+                }),
+                Ok(_) => Err(Error::Gzip {
+                    reason: format!("{reason}, but our own decoder reads the stream without error"),
+                    offset,
+                    at,
+                    span,
+                    advice: "Run again with --inflate zlib, and report the backup's shape to the a9s-recover developers.",
+                }),
+            }
+        }
+        r => r,
+    }
+}
+
+async fn run_once(
+    plan: Arc<Plan>,
+    output: &Output,
+    opts: RunOptions,
+    engine: inflate::Engine,
+) -> Result<Report> {
     let started = Instant::now();
     let sink = output.open()?;
-    let plan = Arc::new(plan);
     let progress = Progress::bytes(plan.total_size(), opts.progress);
 
     let (fetch_tx, fetch_rx) = pipe::<Chunk>(PIPE_DEPTH);
@@ -543,9 +636,12 @@ pub async fn run(plan: Plan, output: &Output, opts: RunOptions) -> Result<Report
         fetch_tx,
     ));
     let p = plan.clone();
-    let decrypt_task = tokio::task::spawn_blocking(move || decrypt_stage(&p, fetch_rx, dec_tx));
+    let part_digests = opts.part_digests;
+    let decrypt_task =
+        tokio::task::spawn_blocking(move || decrypt_stage(&p, part_digests, fetch_rx, dec_tx));
     let p = plan.clone();
-    let inflate_task = tokio::task::spawn_blocking(move || inflate_stage(&p, dec_rx, inf_tx));
+    let inflate_task =
+        tokio::task::spawn_blocking(move || inflate_stage(&p, engine, dec_rx, inf_tx));
     let p = plan.clone();
     let hash = opts.hash
         || plan
@@ -594,12 +690,7 @@ pub async fn run(plan: Plan, output: &Output, opts: RunOptions) -> Result<Report
     let inf = i?;
     let metadata = match &plan.metadata {
         None => MetadataCheck::Absent,
-        Some(m)
-            if m.plaintext_sha256.is_some()
-                || m.parts.iter().flatten().any(|p| p.sha256.is_some()) =>
-        {
-            MetadataCheck::Matched
-        }
+        Some(m) if m.plaintext_sha256.is_some() || dec.parts_checked > 0 => MetadataCheck::Matched,
         Some(_) => MetadataCheck::NoDigests,
     };
     Ok(Report {
@@ -615,7 +706,10 @@ pub async fn run(plan: Plan, output: &Output, opts: RunOptions) -> Result<Report
         },
         key_derivation: plan.kdf().map(|k| k.to_string()),
         compression: plan.compression,
-        gzip_members: inf.0.members,
+        gzip_members: (plan.inflate == inflate::Engine::ZlibRs
+            && plan.compression == Compression::Gzip)
+            .then_some(inf.0.members),
+        inflate_engine: plan.inflate,
         plaintext_sha256: sink_out.sha256,
         metadata,
         parts_checked: dec.parts_checked,
@@ -653,6 +747,7 @@ struct DecryptOut {
 
 /// Checks each part's sha256 against the metadata as its bytes stream past.
 struct PartHasher<'a> {
+    enabled: bool,
     plan: &'a Plan,
     current: Option<(usize, Sha256)>,
     checked: usize,
@@ -673,6 +768,9 @@ impl PartHasher<'_> {
     }
 
     fn feed(&mut self, chunk: &Chunk) -> Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
         if self.current.as_ref().map(|c| c.0) != Some(chunk.part) {
             self.close()?;
             if self.expected(chunk.part).is_some() {
@@ -702,9 +800,15 @@ impl PartHasher<'_> {
     }
 }
 
-fn decrypt_stage(plan: &Plan, mut rx: PipeRx<Chunk>, tx: PipeTx<Bytes>) -> Result<DecryptOut> {
+fn decrypt_stage(
+    plan: &Plan,
+    part_digests: bool,
+    mut rx: PipeRx<Chunk>,
+    tx: PipeTx<Bytes>,
+) -> Result<DecryptOut> {
     let mut busy = Busy::start();
     let mut hasher = PartHasher {
+        enabled: part_digests,
         plan,
         current: None,
         checked: 0,
@@ -764,6 +868,7 @@ fn decrypt_stage(plan: &Plan, mut rx: PipeRx<Chunk>, tx: PipeTx<Bytes>) -> Resul
 
 fn inflate_stage(
     plan: &Plan,
+    engine: inflate::Engine,
     rx: PipeRx<Bytes>,
     tx: PipeTx<Bytes>,
 ) -> Result<(inflate::GunzipStats, f64)> {
@@ -788,7 +893,12 @@ fn inflate_stage(
         }
         Compression::Gzip => {
             let mut reader = PipeReader::new(rx);
-            let result = inflate::gunzip(&mut reader, |b| busy.wait(|| tx.blocking_send(b)));
+            let send = |b| busy.wait(|| tx.blocking_send(b));
+            let result = match engine {
+                #[cfg(feature = "isal")]
+                inflate::Engine::Isal => inflate::gunzip_isal(&mut reader, send),
+                _ => inflate::gunzip(&mut reader, send),
+            };
             busy.add_wait(reader.waited);
             match result {
                 Ok(stats) => {

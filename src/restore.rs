@@ -582,6 +582,7 @@ async fn execute(
                     progress: opts.progress,
                     hash: true,
                     count_rows: true,
+                    part_digests: false,
                     shutdown: opts.shutdown.clone(),
                 },
             )
