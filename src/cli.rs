@@ -197,7 +197,7 @@ pub struct FetchArgs {
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
 
-    /// Bytes per ranged read [default: 8MiB for S3 and Azure, 4MiB for a local directory].
+    /// Bytes per ranged read [default: 8MiB for S3 and Azure, 1MiB for a local directory].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub chunk_size: Option<u64>,
 

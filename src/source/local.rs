@@ -151,7 +151,7 @@ impl Source for LocalSource {
     }
 
     fn default_chunk_size(&self) -> u64 {
-        4 << 20
+        1 << 20
     }
 }
 
