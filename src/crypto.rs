@@ -90,12 +90,16 @@ impl Kdf {
         };
         match self {
             Kdf::BytesToKey(d) => {
-                let kv =
+                let mut kv =
                     openssl::pkcs5::bytes_to_key(cipher, d.message_digest(), secret, Some(salt), 1)
                         .map_err(Error::openssl("deriving the key"))?;
                 out.key.copy_from_slice(&kv.key);
                 out.iv
                     .copy_from_slice(kv.iv.as_deref().expect("CBC has an IV"));
+                zeroize::Zeroize::zeroize(&mut kv.key);
+                if let Some(iv) = kv.iv.as_mut() {
+                    zeroize::Zeroize::zeroize(iv);
+                }
             }
             Kdf::Pbkdf2 { digest, iter } => {
                 let mut buf = [0u8; 48];
@@ -109,7 +113,7 @@ impl Kdf {
                 .map_err(Error::openssl("deriving the key"))?;
                 out.key.copy_from_slice(&buf[..32]);
                 out.iv.copy_from_slice(&buf[32..]);
-                buf.fill(0);
+                zeroize::Zeroize::zeroize(&mut buf);
             }
         }
         Ok(out)
@@ -141,11 +145,9 @@ impl std::fmt::Debug for KeyIv {
 
 impl Drop for KeyIv {
     fn drop(&mut self) {
-        // Volatile-free best effort; the optimiser may not elide this because the
-        // struct is observable through `&mut self` until the end of drop.
-        self.key.fill(0);
-        self.iv.fill(0);
-        std::hint::black_box(&self.key);
+        use zeroize::Zeroize;
+        self.key.zeroize();
+        self.iv.zeroize();
     }
 }
 

@@ -22,6 +22,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A file size limit (`ulimit -f`) must fail the write, not kill us by SIGXFSZ before the
+    // partial output file is removed: with a handler installed, write() returns EFBIG.
+    runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        const SIGXFSZ: i32 = 25;
+        let _ = signal(SignalKind::from_raw(SIGXFSZ));
+    });
     let shutdown = Shutdown::new();
     runtime.spawn(watch_signals(shutdown.clone()));
     let result = runtime.block_on(cli::run(args, shutdown));

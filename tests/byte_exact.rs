@@ -230,3 +230,54 @@ fn bundled_example_backup_recovers() {
     assert_eq!(r["parts"], 14);
     assert_eq!(r["tables"][1]["rows"], 2000);
 }
+
+/// gzip streams made by pigz (multi-threaded) and igzip (ISA-L) recover byte-exact too, with
+/// either inflate engine.
+#[test]
+fn gzip_streams_from_pigz_and_igzip() {
+    let plain = {
+        let mut d = dump_text(8, 20_000);
+        d.extend(random_bytes(300_000, 12));
+        d
+    };
+    for compressor in ["pigz -c -p 2", "igzip -c"] {
+        let exe = compressor.split_whitespace().next().unwrap();
+        if std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {exe}")])
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+        {
+            assert!(
+                std::env::var("CI").is_err(),
+                "{exe} is not installed (.ci/run installs it)"
+            );
+            eprintln!("SKIPPED: {exe} is not installed");
+            continue;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("plain");
+        fs::write(&p, &plain).unwrap();
+        let ct = tmp.path().join("ct");
+        sh(
+            &format!(
+                "{compressor} < '{}' | openssl enc -aes256 -md md5 -pass env:S 2>/dev/null > '{}'",
+                p.display(),
+                ct.display()
+            ),
+            SECRET,
+        );
+        let dir = tmp.path().join("b");
+        fs::create_dir(&dir).unwrap();
+        split_file(&ct, &dir, ID, 5, Naming::FromOne);
+        for engine in ["isal", "zlib"] {
+            let out = recover(&dir, ID, SECRET, &["--inflate", engine]);
+            assert!(
+                out.status.success(),
+                "{compressor} {engine}: {}",
+                stderr(&out)
+            );
+            assert_eq!(sha256(&out.stdout), sha256(&plain), "{compressor} {engine}");
+        }
+    }
+}

@@ -7,6 +7,7 @@ mod bad_input;
 mod byte_exact;
 mod cli;
 mod cloud;
+mod faults;
 mod pack_verify;
 mod props;
 mod restore;

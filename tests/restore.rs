@@ -736,3 +736,113 @@ fn flightctl_preset_stops_and_starts_only_the_application_units() {
         "1"
     );
 }
+
+/// Secrets never reach a child's argv: a wrapper psql records its own /proc cmdline and
+/// environment, then runs the real psql. The backup secret reaches no child at all.
+#[test]
+fn secrets_stay_out_of_children_argv_and_environment() {
+    let Some(b) = Cluster::start() else { return };
+    b.sql("postgres", "ALTER ROLE postgres PASSWORD 'Db-Pass-Xyz-77'");
+    let hba = b.data().join("pg_hba.conf");
+    fs::write(&hba, "local all all scram-sha-256\n").unwrap();
+    b.sql("postgres", "SELECT pg_reload_conf()");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let work = tempfile::tempdir().unwrap();
+    let wrap = work.path().join("bin");
+    fs::create_dir(&wrap).unwrap();
+    let log = work.path().join("calls");
+    for tool in ["psql", "pg_restore"] {
+        let real = b.bin.join(tool);
+        let script = format!(
+            "#!/bin/sh\ntr '\\0' ' ' < /proc/$$/cmdline >> {log}\necho >> {log}\nenv >> {log}\necho ---- >> {log}\nexec {real} \"$@\"\n",
+            log = log.display(),
+            real = real.display()
+        );
+        let p = wrap.join(tool);
+        fs::write(&p, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(pack(
+        tmp.path(),
+        ID,
+        b"--\n-- PostgreSQL database dump\n--\nCREATE TABLE public.s (x int);\nCOPY public.s (x) FROM stdin;\n1\n\\.\n",
+        &[]
+    )
+    .status
+    .success());
+    let dir = b.socket_dir().display().to_string().replace('/', "%2F");
+    let uri = format!(
+        "postgresql://postgres:Db-Pass-Xyz-77@/postgres?host={dir}&port={}",
+        b.port
+    );
+    let env_dump = work.path().join("stage-env");
+    let plan = work.path().join("plan.toml");
+    fs::write(
+        &plan,
+        format!(
+            "[[stage]]\nkind = \"preflight\"\n[[stage]]\nkind = \"restore\"\n[[stage]]\nkind = \"command\"\nrun = \"env > {}\"\n[[stage]]\nkind = \"verify\"\n",
+            env_dump.display()
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["restore", "--bucket"])
+        .arg(tmp.path())
+        .args(["--backup-id", ID, "--target", &uri, "--yes", "--plan"])
+        .arg(&plan)
+        .arg("--pg-bin")
+        .arg(&wrap)
+        .args(["--journal"])
+        .arg(work.path().join("journal"))
+        .env("A9S_SECRET", SECRET)
+        .env_remove("PGPASSWORD")
+        .output()
+        .unwrap();
+    let e = stderr(&out);
+    assert!(out.status.success(), "{e}");
+    let calls = fs::read_to_string(&log).unwrap();
+    let invocations: Vec<&str> = calls
+        .split("----")
+        .filter(|c| !c.trim().is_empty())
+        .collect();
+    assert!(
+        invocations.len() >= 3,
+        "preflight, stream and verify ran psql ({} calls): {}",
+        invocations.len(),
+        calls
+            .lines()
+            .filter(|l| l.starts_with("/bin/sh"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    for call in &invocations {
+        let argv = call.trim().lines().next().unwrap();
+        assert!(!argv.contains("Db-Pass-Xyz-77"), "password in argv: {argv}");
+        assert!(
+            call.contains("PGPASSWORD=Db-Pass-Xyz-77"),
+            "password not in the environment: {call}"
+        );
+        assert!(
+            !call.contains(SECRET),
+            "the backup secret reached psql: {call}"
+        );
+    }
+    let stage_env = fs::read_to_string(&env_dump).unwrap();
+    assert!(
+        !stage_env.contains(SECRET),
+        "the backup secret reached a command stage"
+    );
+    for f in [log.clone(), work.path().join("journal")] {
+        let text = fs::read_to_string(&f).unwrap_or_default();
+        if f != log {
+            assert!(
+                !text.contains("Db-Pass-Xyz-77") && !text.contains(SECRET),
+                "secret in {}",
+                f.display()
+            );
+        }
+    }
+    assert!(!e.contains("Db-Pass-Xyz-77") && !e.contains(SECRET));
+}
