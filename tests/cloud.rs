@@ -493,3 +493,53 @@ fn azure_wrong_key_is_access_denied() {
     assert!(e.contains("Access denied") || e.contains("403"), "{e}");
     assert!(!e.contains("d3Jvbmcta2V5"), "the key leaked: {e}");
 }
+
+#[test]
+fn s3_a_stalled_server_hits_the_read_timeout_and_is_reported() {
+    let Some(moto) = moto() else { return };
+    s3_bucket(moto.port, "bkt");
+    let plain = random_bytes(300_000, 25);
+    let out = pack_to(
+        s3(moto.port, &["pack", "-b", "s3://bkt", "--backup-id", ID]),
+        &plain,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let proxy = Proxy::start(
+        moto.port,
+        Box::new(|_, head| {
+            if ranged_get(head) {
+                Fault::Stall
+            } else {
+                Fault::Pass
+            }
+        }),
+    );
+    let t0 = Instant::now();
+    let out = run(s3(
+        proxy.port,
+        &[
+            "-b",
+            "s3://bkt",
+            "--backup-id",
+            ID,
+            "--read-timeout",
+            "1",
+            "--retries",
+            "1",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    // The first ranged read (the metadata's) stalls: named, with its byte range.
+    assert!(
+        e.contains(ID)
+            && e.contains("(bytes 0..")
+            && e.contains("read timeout")
+            && e.contains("gave up after retries"),
+        "{e}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(15),
+        "the timeout was honoured"
+    );
+}

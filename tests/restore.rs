@@ -846,3 +846,73 @@ fn secrets_stay_out_of_children_argv_and_environment() {
     }
     assert!(!e.contains("Db-Pass-Xyz-77") && !e.contains(SECRET));
 }
+
+/// SIGTERM while a stage runs: the stage's child is stopped, the journal records the stage as
+/// failed (interrupted), and the exit status is 143.
+#[test]
+fn sigterm_during_a_stage_stops_its_child_and_keeps_the_journal_consistent() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(pack(
+        tmp.path(),
+        ID,
+        b"--\n-- PostgreSQL database dump\n--\n",
+        &[]
+    )
+    .status
+    .success());
+    let work = tempfile::tempdir().unwrap();
+    let pidfile = work.path().join("stage.pid");
+    let plan = work.path().join("plan.toml");
+    fs::write(
+        &plan,
+        format!(
+            "[[stage]]\nkind = \"command\"\nname = \"long maintenance\"\nrun = \"echo $$ > {}; exec sleep 60\"\n\n[[stage]]\nkind = \"restore\"\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    let journal = work.path().join("j.jsonl");
+    let child = bin()
+        .args(["restore", "--bucket"])
+        .arg(tmp.path())
+        .args([
+            "--backup-id",
+            ID,
+            "--target",
+            "host=/nonexistent dbname=x",
+            "--yes",
+            "--plan",
+        ])
+        .arg(&plan)
+        .arg("--journal")
+        .arg(&journal)
+        .env("A9S_SECRET", SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !pidfile.exists() || fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
+        assert!(t0.elapsed().as_secs() < 20, "the stage never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let stage_pid = fs::read_to_string(&pidfile).unwrap().trim().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        !Path::new(&format!("/proc/{stage_pid}")).exists(),
+        "the stage's child was stopped"
+    );
+    let j = fs::read_to_string(&journal).unwrap();
+    let last = j.lines().last().unwrap();
+    assert!(
+        last.contains("\"event\":\"fail\"") && last.contains("interrupted by SIGTERM"),
+        "{j}"
+    );
+}

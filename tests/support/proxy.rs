@@ -17,6 +17,8 @@ pub enum Fault {
     Status(u16),
     /// Forward, but close the connection after this many response bytes.
     CutAfter(usize),
+    /// Read the request and never answer (the connection stays open for a while).
+    Stall,
 }
 
 pub type Policy = dyn Fn(usize, &str) -> Fault + Send + Sync;
@@ -86,6 +88,10 @@ fn handle(mut client: TcpStream, upstream: u16, n: usize, policy: &Policy, fault
     let fault = policy(n, &head_text);
     if fault != Fault::Pass {
         faults.fetch_add(1, Ordering::SeqCst);
+    }
+    if fault == Fault::Stall {
+        std::thread::sleep(Duration::from_secs(20));
+        return;
     }
     if let Fault::Status(code) = fault {
         let _ = write!(
