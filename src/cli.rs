@@ -253,24 +253,7 @@ pub struct RecoverArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
-    pub source: SourceArgs,
-
-    /// The backup: <instance-id>-<timestamp>, or `latest` with --instance-id.
-    #[arg(long, value_name = "ID")]
-    pub backup_id: String,
-
-    /// With --backup-id latest: the instance whose newest complete backup to take.
-    #[arg(long, value_name = "ID")]
-    pub instance_id: Option<String>,
-
-    #[command(flatten)]
-    pub secret: SecretArgs,
-
-    #[command(flatten)]
-    pub kdf: KdfArgs,
-
-    #[command(flatten)]
-    pub fetch: FetchArgs,
+    pub backup: BackupArgs,
 
     /// Print the report as JSON on stdout.
     #[arg(long)]
@@ -737,15 +720,7 @@ fn describe_report(r: &Report, ui: Ui) {
 }
 
 async fn verify(args: VerifyArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<()> {
-    let source = open_source(&args.source).await?;
-    let secret = resolve_secret(&args.secret, ui, true)?;
-    let req = request(
-        &args.backup_id,
-        args.instance_id.as_deref(),
-        secret,
-        &args.kdf,
-        &args.fetch,
-    )?;
+    let (source, req) = backup_request(&args.backup, ui).await?;
     let plan = pipeline::prepare(source, &req).await?;
     describe_plan(&plan, ui);
     let opts = RunOptions {

@@ -1,14 +1,13 @@
 //! Talking to PostgreSQL through its own client programs.
 //!
 //! Owns: parsing a libpq connection string (URI or `key=value`), keeping its password out of
-//! every child's argv (it travels in `PGPASSWORD`), finding `psql`/`pg_restore`/`initdb`, and
-//! running SQL with `psql`. Using the real clients means libpq semantics for free: PG*
+//! every child's argv (it travels in `PGPASSWORD`), and finding `psql`/`pg_restore`/`initdb`.
+//! (`restore` runs the SQL, through psql.) Using the real clients means libpq semantics for free: PG*
 //! variables, `.pgpass`, `sslmode`, service files, unix sockets.
 //! Does not own: which SQL a stage runs (`plan`) or streaming a dump (`sink`).
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::error::{Error, Result};
 use crate::secret::Secret;
@@ -308,7 +307,8 @@ pub fn newest_server_bin() -> Option<PathBuf> {
     versions.pop().map(|(_, p)| p)
 }
 
-/// Runs SQL through psql: `ON_ERROR_STOP`, no psqlrc, unaligned tab-separated rows.
+/// Where psql is and how to reach the target; `restore` runs SQL through it (`ON_ERROR_STOP`,
+/// no psqlrc, unaligned tab-separated rows).
 #[derive(Debug, Clone)]
 pub struct Psql {
     pub conn: ConnInfo,
@@ -322,66 +322,6 @@ impl Psql {
             conn,
             program: tools.find("psql")?,
         })
-    }
-
-    /// Runs `sql` (one or more statements, each in its own transaction unless it says
-    /// otherwise) in `db` (default: the connection's) and returns the result rows.
-    pub fn run(&self, db: Option<&str>, sql: &str) -> Result<Vec<Vec<String>>> {
-        let conn = match db {
-            Some(d) => self.conn.with_db(d),
-            None => self.conn.clone(),
-        };
-        let mut cmd = Command::new(&self.program);
-        cmd.args(["-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1"]);
-        conn.apply(&mut cmd);
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| Error::Child {
-            program: "psql".into(),
-            doing: "starting".into(),
-            status: e.to_string(),
-            stderr: String::new(),
-        })?;
-        let mut stdin = child.stdin.take().expect("piped");
-        let script = sql.to_string();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(script.as_bytes());
-        });
-        let mut err = String::new();
-        let mut stderr = child.stderr.take().expect("piped");
-        let errs = std::thread::spawn(move || {
-            let _ = stderr.read_to_string(&mut err);
-            err
-        });
-        let mut out = String::new();
-        child
-            .stdout
-            .take()
-            .expect("piped")
-            .read_to_string(&mut out)
-            .ok();
-        let status = child.wait().map_err(|e| Error::Child {
-            program: "psql".into(),
-            doing: "waiting".into(),
-            status: e.to_string(),
-            stderr: String::new(),
-        })?;
-        let _ = writer.join();
-        let err = errs.join().unwrap_or_default();
-        if !status.success() {
-            return Err(Error::Child {
-                program: "psql".into(),
-                doing: format!("running SQL on {}", conn.describe()),
-                status: status.to_string(),
-                stderr: err.trim().to_string(),
-            });
-        }
-        Ok(out
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| l.split('\t').map(str::to_string).collect())
-            .collect())
     }
 }
 
