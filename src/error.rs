@@ -112,9 +112,14 @@ pub enum Error {
     /// Ciphertext length is not a whole number of AES blocks.
     #[error(
         "the encrypted stream is {len} bytes, not a whole number of 16-byte blocks: \
-         the last part {part} is truncated (or a part is missing or extra). Nothing usable can be written."
+         the last part {part} ends at its byte {part_end}, in the middle of a block; it is truncated \
+         (or a part is missing or extra). Nothing usable can be written."
     )]
-    NotBlockAligned { len: u64, part: String },
+    NotBlockAligned {
+        len: u64,
+        part: String,
+        part_end: u64,
+    },
 
     /// PKCS#7 padding of the last block is wrong.
     #[error(

@@ -300,9 +300,11 @@ pub async fn prepare(source: Arc<dyn Source>, req: &Request) -> Result<Plan> {
     let (encryption, compression) = if let Some(salt) = crypto::parse_header(&head) {
         let body = total - HEADER_LEN as u64;
         if body == 0 || !body.is_multiple_of(BLOCK as u64) {
+            let last = backup.parts.last().expect("at least one part");
             return Err(Error::NotBlockAligned {
                 len: total,
-                part: backup.parts.last().expect("at least one part").name.clone(),
+                part: last.name.clone(),
+                part_end: last.size,
             });
         }
         let secret = req.secret.as_ref().ok_or_else(|| {
@@ -841,10 +843,14 @@ fn decrypt_stage(
             let consumed = dec.consumed();
             let mut out = Vec::with_capacity(BLOCK);
             dec.finish(&mut out).map_err(|e| match e {
-                FinishError::NotAligned => Error::NotBlockAligned {
-                    len: consumed + HEADER_LEN as u64,
-                    part: plan.backup.parts.last().expect("parts").name.clone(),
-                },
+                FinishError::NotAligned => {
+                    let last = plan.backup.parts.last().expect("parts");
+                    Error::NotBlockAligned {
+                        len: consumed + HEADER_LEN as u64,
+                        part: last.name.clone(),
+                        part_end: last.size,
+                    }
+                }
                 FinishError::BadPadding => Error::BadPadding {
                     at: plan
                         .locate(HEADER_LEN as u64 + consumed - BLOCK as u64)
