@@ -543,3 +543,16 @@ fn s3_a_stalled_server_hits_the_read_timeout_and_is_reported() {
         "the timeout was honoured"
     );
 }
+
+#[test]
+fn s3_forbidden_says_access_denied() {
+    // With credential checks on, moto refuses keys it does not know: 403.
+    let Some(moto) = moto_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]) else {
+        return;
+    };
+    let out = run(s3(moto.port, &["-b", "s3://bkt", "--backup-id", ID]));
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(e.contains("403") && e.contains("Access denied"), "{e}");
+    assert!(!e.contains("AWS_SECRET") && !e.contains("test:test"), "{e}");
+}

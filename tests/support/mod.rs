@@ -34,8 +34,15 @@ pub fn recover(dir: &Path, id: &str, secret: &str, extra: &[&str]) -> Output {
         .expect("run a9s-recover")
 }
 
+/// What the binary said on stderr. Every test reads it through here, so every captured
+/// message of the suite is checked for the backup secret.
 pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    let s = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        !s.contains(SECRET),
+        "the backup secret appeared on stderr:\n{s}"
+    );
+    s
 }
 
 pub fn sha256(data: &[u8]) -> String {

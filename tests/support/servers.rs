@@ -111,12 +111,20 @@ fn start(what: &str, mut cmd: Command, port: u16, dir: tempfile::TempDir) -> Opt
 
 /// moto's S3-compatible server.
 pub fn moto() -> Option<Server> {
+    moto_with(&[])
+}
+
+/// moto with extra environment, e.g. `INITIAL_NO_AUTH_ACTION_COUNT=0` to check credentials.
+pub fn moto_with(env: &[(&str, &str)]) -> Option<Server> {
     let Some(exe) = find_tool("MOTO_SERVER", "venv/bin/moto_server", "moto_server") else {
         return unavailable("moto_server is not installed (pip install 'moto[server]')");
     };
     let port = free_port();
     let mut cmd = Command::new(exe);
     cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     start("moto_server", cmd, port, tempfile::tempdir().unwrap())
 }
 
