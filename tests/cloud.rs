@@ -24,22 +24,8 @@ fn run(mut c: Command) -> Output {
     c.output().unwrap()
 }
 
-fn pack_to(mut c: Command, data: &[u8]) -> Output {
-    use std::io::Write;
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let data = data.to_vec();
-    let w = std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
-    });
-    let out = child.wait_with_output().unwrap();
-    w.join().unwrap();
-    out
+fn pack_to(c: Command, data: &[u8]) -> Output {
+    output_with_stdin(c, data)
 }
 
 fn json(out: &Output) -> serde_json::Value {

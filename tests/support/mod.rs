@@ -193,15 +193,11 @@ pub fn manual_pipeline(dir: &Path, id: &str, dec_args: &str, secret: &str) -> Ve
     out.stdout
 }
 
-/// Packs `data` with the binary.
-pub fn pack(dir: &Path, id: &str, data: &[u8], extra: &[&str]) -> Output {
+/// Runs `cmd` with `data` on its stdin (written from another thread, so a large input
+/// cannot deadlock against the child's output) and collects its output.
+pub fn output_with_stdin(mut cmd: Command, data: &[u8]) -> Output {
     use std::io::Write;
-    let mut child = bin()
-        .args(["pack", "--bucket"])
-        .arg(dir)
-        .args(["--backup-id", id])
-        .args(extra)
-        .env("A9S_SECRET", SECRET)
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -215,6 +211,17 @@ pub fn pack(dir: &Path, id: &str, data: &[u8], extra: &[&str]) -> Output {
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap();
     out
+}
+
+/// Packs `data` with the binary.
+pub fn pack(dir: &Path, id: &str, data: &[u8], extra: &[&str]) -> Output {
+    let mut cmd = bin();
+    cmd.args(["pack", "--bucket"])
+        .arg(dir)
+        .args(["--backup-id", id])
+        .args(extra)
+        .env("A9S_SECRET", SECRET);
+    output_with_stdin(cmd, data)
 }
 
 /// Flips one byte of a file.
