@@ -614,7 +614,7 @@ fn request(
     fetch: &FetchArgs,
 ) -> anyhow::Result<Request> {
     if fetch.concurrency == Some(0) {
-        bail!("--concurrency must be at least 1");
+        return Err(a9s_recover::Error::Config("--concurrency must be at least 1".into()).into());
     }
     Ok(Request {
         backup_id: backup_id.to_string(),

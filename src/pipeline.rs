@@ -243,11 +243,15 @@ async fn resolve_backup_id(
         .ok_or_else(|| Error::Config("--backup-id latest needs --instance-id ID".into()))?;
     let all = list_backups(source.clone(), Some(instance)).await?;
     let Some(newest) = all.iter().find(|s| s.complete) else {
-        return Err(Error::NoSuchBackup {
-            backup_id: format!("latest of instance {instance}"),
-            location: source.describe(),
-            existing: all
-                .iter()
+        // None of this instance is complete: name what it has, or else what the location has.
+        let existing = if all.is_empty() {
+            list_backups(source.clone(), None)
+                .await?
+                .into_iter()
+                .map(|s| s.backup_id)
+                .collect()
+        } else {
+            all.iter()
                 .map(|s| {
                     format!(
                         "{} ({})",
@@ -255,7 +259,12 @@ async fn resolve_backup_id(
                         s.problem.as_deref().unwrap_or("complete")
                     )
                 })
-                .collect(),
+                .collect()
+        };
+        return Err(Error::NoSuchBackup {
+            backup_id: format!("latest of instance {instance}"),
+            location: source.describe(),
+            existing,
         });
     };
     let skipped = all.iter().take_while(|s| !s.complete).count();

@@ -188,6 +188,20 @@ pub async fn prepare_restore(
         })
         .expect("a plan has one restore stage");
     let on_error_stop = opts.on_error_stop || restore_stage.1 == Some(true);
+    let mut backup = backup;
+    if format == DumpFormat::Sql {
+        let mut ignored: Vec<String> = opts.pg_restore_args.clone();
+        if let Some(j) = opts.jobs {
+            ignored.push(format!("--jobs {j}"));
+        }
+        if !ignored.is_empty() {
+            backup.notices.push(format!(
+                "{} only apply to pg_restore (custom-format dumps); this dump is {}, restored with psql, so they are ignored",
+                ignored.join(" "),
+                dump_kind.describe()
+            ));
+        }
+    }
     let (output, restore_line) = match format {
         DumpFormat::Sql => {
             let program = opts.tools.find("psql")?;

@@ -233,3 +233,51 @@ fn bench_runs_on_a_small_size() {
         "the synthetic backup was removed"
     );
 }
+
+#[test]
+fn latest_for_an_unknown_instance_names_the_backups_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    cli_backup(tmp.path(), ID, b"x\n", "-md md5", 1, Naming::FromOne);
+    let out = recover(tmp.path(), "latest", SECRET, &["--instance-id", "nobody"]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(
+        e.contains("latest of instance nobody") && e.contains(&format!("Backups there: {ID}")),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_option_values_are_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    cli_backup(tmp.path(), ID, b"x\n", "-md md5", 1, Naming::FromOne);
+    let out = recover(tmp.path(), ID, SECRET, &["--concurrency", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn pg_restore_options_on_a_plain_dump_are_said_to_be_ignored() {
+    let tmp = tempfile::tempdir().unwrap();
+    cli_backup(
+        tmp.path(),
+        ID,
+        &dump_text(1, 5),
+        "-md md5",
+        1,
+        Naming::FromOne,
+    );
+    let out = bin()
+        .args(["restore", "--bucket"])
+        .arg(tmp.path())
+        .args(["--backup-id", ID, "--jobs", "4", "--dry-run"])
+        .env("A9S_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--jobs 4 only apply to pg_restore"),
+        "{}",
+        stderr(&out)
+    );
+}
