@@ -235,7 +235,8 @@ fn compress_encrypt(
     Ok((total, crate::hex(&sha.finalize())))
 }
 
-fn now_millis() -> u64 {
+/// Milliseconds since the epoch.
+pub(crate) fn now_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -178,6 +178,15 @@ impl ConnInfo {
         Ok(c)
     }
 
+    /// A connection from `key`, `value` pairs (no password).
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> ConnInfo {
+        let mut c = ConnInfo::default();
+        for (k, v) in pairs {
+            c.set(k, v);
+        }
+        c
+    }
+
     fn set(&mut self, k: &str, v: &str) {
         match self.params.iter_mut().find(|(key, _)| key == k) {
             Some(p) => p.1 = v.to_string(),

@@ -222,6 +222,12 @@ async fn read_metadata(
     let Some(m) = &backup.metadata else {
         return Ok(None);
     };
+    if m.size == 0 {
+        return Err(Error::BadMetadata {
+            name: m.name.clone(),
+            reason: "the file is empty".into(),
+        });
+    }
     let got = fetch::retrying(opts, || source.get_range(&m.name, 0..m.size)).await?;
     let md = Metadata::parse(&m.name, &got.bytes)?;
     md.check_parts(backup, &m.name)?;

@@ -919,11 +919,7 @@ impl Entry {
 }
 
 fn now() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    crate::pack::rfc3339_from_millis(ms)
+    crate::pack::rfc3339_from_millis(crate::pack::now_millis())
 }
 
 enum StageState {
@@ -1189,12 +1185,12 @@ impl TempCluster {
 
     /// How to connect: the socket directory, the port, user postgres, database postgres.
     pub fn conninfo(&self) -> ConnInfo {
-        ConnInfo::parse(&format!(
-            "host={} port={} user=postgres dbname=postgres",
-            quote_conn(&self.dir.display().to_string()),
-            self.port
-        ))
-        .expect("well-formed")
+        ConnInfo::from_pairs(&[
+            ("host", &self.dir.display().to_string()),
+            ("port", &self.port.to_string()),
+            ("user", "postgres"),
+            ("dbname", "postgres"),
+        ])
     }
 
     /// Keep the cluster running after the drill.
@@ -1221,10 +1217,6 @@ impl TempCluster {
             self.stopped = true;
         }
     }
-}
-
-fn quote_conn(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 impl Drop for TempCluster {

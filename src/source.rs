@@ -62,8 +62,9 @@ pub trait Source: Send + Sync + Debug {
     /// All objects whose names start with `prefix` (pagination is the backend's business).
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectMeta>>>;
 
-    /// Reads `range` of object `name`. Returns exactly `range.end - range.start` bytes or an
-    /// error; transient failures are marked so that `fetch` retries them.
+    /// Reads `range` of object `name`, which callers never make empty. Returns exactly
+    /// `range.end - range.start` bytes or an error; transient failures are marked so that
+    /// `fetch` retries them.
     fn get_range<'a>(&'a self, name: &'a str, range: Range<u64>)
         -> BoxFuture<'a, Result<GetRange>>;
 

@@ -267,3 +267,18 @@ fn corruption_under_isal_is_located_exactly() {
     assert_eq!(f, x);
     assert_no_output_file(tmp.path(), &["--inflate", "isal"]);
 }
+
+#[test]
+fn empty_metadata_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    fs::write(tmp.path().join(format!("{ID}.json")), b"").unwrap();
+    let out = recover(tmp.path(), ID, SECRET, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains(".json is not valid JSON: the file is empty"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -231,12 +231,6 @@ impl Source for AzureSource {
         range: Range<u64>,
     ) -> BoxFuture<'a, Result<GetRange>> {
         Box::pin(async move {
-            if range.is_empty() {
-                return Ok(GetRange {
-                    bytes: Bytes::new(),
-                    etag: None,
-                });
-            }
             let got = self
                 .store
                 .get_opts(

@@ -188,12 +188,6 @@ impl Source for S3Source {
         range: Range<u64>,
     ) -> BoxFuture<'a, Result<GetRange>> {
         Box::pin(async move {
-            if range.is_empty() {
-                return Ok(GetRange {
-                    bytes: Bytes::new(),
-                    etag: None,
-                });
-            }
             let out = self
                 .client
                 .get_object()
