@@ -336,7 +336,15 @@ fn quote_stderr(stderr: &str) -> String {
     } else {
         lines
     };
-    format!(":\n    {}", shown.join("\n    "))
+    let hint = if stderr.contains("no password supplied")
+        || stderr.contains("password authentication failed")
+    {
+        "\nGive the password in --target (password=... or postgresql://user:PASS@host/db), \
+         in PGPASSWORD or in ~/.pgpass; psql and pg_restore run with -w and never prompt."
+    } else {
+        ""
+    };
+    format!(":\n    {}{hint}", shown.join("\n    "))
 }
 
 fn resume_hint(journal: &bool) -> &'static str {

@@ -23,6 +23,7 @@
 
 pub mod bench;
 pub mod catalog;
+mod child;
 pub mod crypto;
 pub mod dump;
 pub mod error;

@@ -251,7 +251,8 @@ impl ConnInfo {
     /// Gives a child the connection: `-d CONNINFO` in argv, the password in its environment.
     /// The backup secret is ours alone: it is taken out of the child's environment.
     pub fn apply(&self, cmd: &mut Command) {
-        cmd.env_remove("A9S_SECRET");
+        // Never prompt: the child runs in its own process group, away from the terminal.
+        cmd.env_remove("A9S_SECRET").arg("-w");
         if !self.params.is_empty() {
             cmd.arg("-d").arg(self.to_conninfo());
         }

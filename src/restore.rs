@@ -700,11 +700,22 @@ async fn run_sql(psql: &crate::pg::Psql, db: Option<&str>, sql: &str) -> Result<
 }
 
 async fn run_child(
-    cmd: std::process::Command,
+    mut cmd: std::process::Command,
     stdin: Option<Vec<u8>>,
 ) -> Result<(std::process::ExitStatus, String, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// Stops the child's whole process group if the stage is abandoned (an error elsewhere,
+    /// Ctrl-C, SIGTERM) before the child exits.
+    struct Abandon(Option<u32>);
+    impl Drop for Abandon {
+        fn drop(&mut self) {
+            if let Some(pid) = self.0 {
+                crate::child::kill_group(pid);
+            }
+        }
+    }
     let program = cmd.get_program().to_string_lossy().into_owned();
+    crate::child::own_group(&mut cmd);
     let mut cmd = tokio::process::Command::from(cmd);
     cmd.kill_on_drop(true)
         .stdin(if stdin.is_some() {
@@ -720,26 +731,48 @@ async fn run_child(
         status: e.to_string(),
         stderr: String::new(),
     })?;
+    let mut abandon = Abandon(child.id());
+    if let Some(pid) = abandon.0 {
+        crate::child::register(pid);
+    }
     if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
         tokio::spawn(async move {
             let _ = w.write_all(&data).await;
         });
     }
-    let mut out = child.stdout.take().expect("piped");
-    let mut err = child.stderr.take().expect("piped");
-    let (mut o, mut e) = (Vec::new(), Vec::new());
-    let (r1, r2, status) = tokio::join!(
-        out.read_to_end(&mut o),
-        err.read_to_end(&mut e),
-        child.wait()
-    );
-    let _ = (r1, r2);
-    let status = status.map_err(|e| Error::Child {
+    fn collect(
+        mut r: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    ) -> tokio::task::JoinHandle<Vec<u8>> {
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf).await;
+            buf
+        })
+    }
+    let out = collect(child.stdout.take().expect("piped"));
+    let err = collect(child.stderr.take().expect("piped"));
+    let status = child.wait().await.map_err(|e| Error::Child {
         program,
         doing: "waiting".into(),
         status: e.to_string(),
         stderr: String::new(),
     })?;
+    if let Some(pid) = abandon.0.take() {
+        crate::child::unregister(pid);
+    }
+    // Something the command left running in the background may hold its output open; what it
+    // said before it exited is enough.
+    let grace = std::time::Duration::from_secs(2);
+    let o = tokio::time::timeout(grace, out)
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or_default();
+    let e = tokio::time::timeout(grace, err)
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or_default();
     Ok((
         status,
         String::from_utf8_lossy(&o).into_owned(),

@@ -20,9 +20,12 @@ impl Shutdown {
     }
 
     /// Fires, recording why (`"Ctrl-C"`, `"SIGTERM"`); later calls keep the first reason.
+    /// Every child process group still running is stopped at once: a psql busy with a long
+    /// statement would otherwise hold its stage, and outlive us.
     pub fn trigger(&self, reason: &'static str) {
         let _ = self.reason.set(reason);
         self.token.cancel();
+        crate::child::stop_all();
     }
 
     /// The reason, once fired.

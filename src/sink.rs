@@ -208,12 +208,13 @@ fn drain_stderr(r: impl io::Read + Send + 'static) -> JoinHandle<ChildSummary> {
 
 impl ChildSink {
     fn spawn(mut cmd: Command, program: &'static str, doing: String) -> Result<Self> {
-        let mut child = cmd
+        let mut child = crate::child::own_group(&mut cmd)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| start_err(program, e))?;
+        crate::child::register(child.id());
         let stderr = child.stderr.take().map(drain_stderr);
         Ok(ChildSink {
             stdin: child.stdin.take(),
@@ -240,7 +241,9 @@ impl ChildSink {
 
     fn finish(&mut self) -> Result<ChildSummary> {
         drop(self.stdin.take());
-        let status = self.child.wait().map_err(|e| start_err(self.program, e))?;
+        let status = self.child.wait().map_err(|e| start_err(self.program, e));
+        crate::child::unregister(self.child.id());
+        let status = status?;
         let summary = self
             .stderr
             .take()
@@ -261,9 +264,10 @@ impl ChildSink {
 
 impl Drop for ChildSink {
     fn drop(&mut self) {
-        // Not finished: the stream failed or was interrupted. Stop the child.
+        // Not finished: the stream failed or was interrupted. Stop the child and whatever it
+        // started (pg_restore --jobs forks its workers).
         if self.stderr.is_some() {
-            let _ = self.child.kill();
+            crate::child::kill_group(self.child.id());
             let _ = self.child.wait();
         }
     }

@@ -847,8 +847,8 @@ fn secrets_stay_out_of_children_argv_and_environment() {
     assert!(!e.contains("Db-Pass-Xyz-77") && !e.contains(SECRET));
 }
 
-/// SIGTERM while a stage runs: the stage's child is stopped, the journal records the stage as
-/// failed (interrupted), and the exit status is 143.
+/// SIGTERM while a stage runs: the stage's child and what it started in the background are
+/// stopped, the journal records the stage as failed (interrupted), and the exit status is 143.
 #[test]
 fn sigterm_during_a_stage_stops_its_child_and_keeps_the_journal_consistent() {
     let tmp = tempfile::tempdir().unwrap();
@@ -862,11 +862,13 @@ fn sigterm_during_a_stage_stops_its_child_and_keeps_the_journal_consistent() {
     .success());
     let work = tempfile::tempdir().unwrap();
     let pidfile = work.path().join("stage.pid");
+    let grandfile = work.path().join("grandchild.pid");
     let plan = work.path().join("plan.toml");
     fs::write(
         &plan,
         format!(
-            "[[stage]]\nkind = \"command\"\nname = \"long maintenance\"\nrun = \"echo $$ > {}; exec sleep 60\"\n\n[[stage]]\nkind = \"restore\"\n",
+            "[[stage]]\nkind = \"command\"\nname = \"long maintenance\"\nrun = \"sleep 60 & echo $! > {}; echo $$ > {}; wait\"\n\n[[stage]]\nkind = \"restore\"\n",
+            grandfile.display(),
             pidfile.display()
         ),
     )
@@ -897,6 +899,7 @@ fn sigterm_during_a_stage_stops_its_child_and_keeps_the_journal_consistent() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let stage_pid = fs::read_to_string(&pidfile).unwrap().trim().to_string();
+    let grandchild = fs::read_to_string(&grandfile).unwrap().trim().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -905,8 +908,83 @@ fn sigterm_during_a_stage_stops_its_child_and_keeps_the_journal_consistent() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
     std::thread::sleep(std::time::Duration::from_millis(200));
-    // Gone, or a zombie waiting to be reaped by whoever inherited it: not running either way.
-    let state = fs::read_to_string(format!("/proc/{stage_pid}/stat"))
+    for (who, pid) in [("child", &stage_pid), ("grandchild", &grandchild)] {
+        // Gone, or a zombie waiting to be reaped by whoever inherited it: not running.
+        let state = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|st| {
+                st.rsplit(')')
+                    .next()
+                    .map(|r| r.trim().chars().next().unwrap_or('?'))
+            });
+        assert!(
+            matches!(state, None | Some('Z') | Some('X')),
+            "the stage's {who} was stopped (state {state:?})"
+        );
+    }
+    let j = fs::read_to_string(&journal).unwrap();
+    let last = j.lines().last().unwrap();
+    assert!(
+        last.contains("\"event\":\"fail\"") && last.contains("interrupted by SIGTERM"),
+        "{j}"
+    );
+}
+
+/// SIGTERM while psql runs a long statement with its input pipe full: psql is stopped with us
+/// (its process group no longer gets the terminal's signals, so we must stop it), and the
+/// exit is prompt, not after the statement.
+#[test]
+fn sigterm_during_a_busy_psql_stops_it() {
+    let Some(b) = Cluster::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dump = b"--\n-- PostgreSQL database dump\n--\nSELECT pg_sleep(120);\n".to_vec();
+    // More than the pipes between us and psql hold, so the sink blocks on psql.
+    for _ in 0..40_000 {
+        dump.extend_from_slice(b"-- filler filler filler filler filler filler filler filler\n");
+    }
+    assert!(pack(tmp.path(), ID, &dump, &[]).status.success());
+    let child = bin()
+        .args(["restore", "--bucket"])
+        .arg(tmp.path())
+        .args(["--backup-id", ID, "--target", &b.dsn("postgres"), "--yes"])
+        .env("A9S_SECRET", SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let me = child.id().to_string();
+    let t0 = std::time::Instant::now();
+    let psql = loop {
+        assert!(t0.elapsed().as_secs() < 30, "psql never started");
+        let sleeping = b.sql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(120)%'",
+        );
+        let psql = fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let stat = fs::read_to_string(e.path().join("stat")).ok()?;
+            let (comm, rest) = stat.split_once(") ")?;
+            let ppid = rest.split_whitespace().nth(1)?;
+            (comm.ends_with("(psql") && ppid == me).then(|| e.file_name())
+        });
+        if let (Some(p), "1") = (psql, sleeping.as_str()) {
+            break p.to_string_lossy().into_owned();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let t1 = std::time::Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &me])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert!(
+        t1.elapsed().as_secs() < 8,
+        "the exit waited for the statement: {:?}",
+        t1.elapsed()
+    );
+    let state = fs::read_to_string(format!("/proc/{psql}/stat"))
         .ok()
         .and_then(|st| {
             st.rsplit(')')
@@ -915,12 +993,6 @@ fn sigterm_during_a_stage_stops_its_child_and_keeps_the_journal_consistent() {
         });
     assert!(
         matches!(state, None | Some('Z') | Some('X')),
-        "the stage's child was stopped (state {state:?})"
-    );
-    let j = fs::read_to_string(&journal).unwrap();
-    let last = j.lines().last().unwrap();
-    assert!(
-        last.contains("\"event\":\"fail\"") && last.contains("interrupted by SIGTERM"),
-        "{j}"
+        "psql was stopped (state {state:?})"
     );
 }
