@@ -383,6 +383,12 @@ pub struct LoadArgs {
     #[arg(long, value_name = "DIR")]
     pub pg_bin: Option<PathBuf>,
 
+    /// Restore a dump of a newer PostgreSQL major version than the target runs. PostgreSQL
+    /// does not support this and such restores usually fail partway; without this flag they
+    /// are refused before any stage changes anything.
+    #[arg(long)]
+    pub allow_older_target: bool,
+
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -775,6 +781,19 @@ fn verify_text(r: &Report) -> String {
         format_bytes(r.bytes_dump),
         r.bytes_dump
     );
+    if let Some(made) = r.origin.describe() {
+        let archive = r
+            .origin
+            .archive
+            .map(|a| format!(", archive format {a}"))
+            .unwrap_or_default();
+        let restrict = if r.origin.restrict {
+            ", uses \\restrict (needs psql 13.22/14.19/15.14/16.10/17.6 or later)"
+        } else {
+            ""
+        };
+        let _ = writeln!(s, "made by      {made}{archive}{restrict}");
+    }
     let _ = writeln!(
         s,
         "sha256       {}",
@@ -935,6 +954,7 @@ fn restore_options(
             FormatArg::Custom => DumpFormat::Custom,
         }),
         on_error_stop: load.on_error_stop,
+        allow_older_target: load.allow_older_target,
         pg_restore_args,
         jobs: load.jobs,
         spool_dir: load.spool_dir.clone().unwrap_or_else(std::env::temp_dir),

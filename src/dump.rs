@@ -57,6 +57,217 @@ pub fn sniff(head: &[u8]) -> DumpKind {
     }
 }
 
+/// How many bytes [`origin`] looks at: a pg_dumpall of a cluster with many roles puts the first
+/// `-- Dumped by` line a few KiB in.
+pub const ORIGIN_LEN: usize = 64 * 1024;
+
+/// A PostgreSQL version as `server_version_num` spells it: 170011 for 17.11, 90624 for 9.6.24.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PgVersion(pub u32);
+
+impl PgVersion {
+    /// Parses `17.11`, `17.11 (Debian 17.11-0+deb13u1)`, `9.6.24`, `18beta1`, `18devel`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        let end = s
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len());
+        let mut nums = s[..end].split('.').map(|n| n.parse::<u32>().ok());
+        let major = nums.next()??;
+        let minor = nums.next().flatten().unwrap_or(0);
+        let patch = nums.next().flatten().unwrap_or(0);
+        match major {
+            10..=99 if minor < 10_000 => Some(PgVersion(major * 10_000 + minor)),
+            6..=9 if minor < 100 && patch < 100 => {
+                Some(PgVersion(major * 10_000 + minor * 100 + patch))
+            }
+            _ => None,
+        }
+    }
+
+    /// The major version in the same units: 170000 for 17.11, 90600 for 9.6.24.
+    pub fn major(self) -> PgVersion {
+        if self.0 >= 100_000 {
+            PgVersion(self.0 / 10_000 * 10_000)
+        } else {
+            PgVersion(self.0 / 100 * 100)
+        }
+    }
+
+    /// `17` or `9.6`.
+    pub fn major_name(self) -> String {
+        if self.0 >= 100_000 {
+            (self.0 / 10_000).to_string()
+        } else {
+            format!("{}.{}", self.0 / 10_000, self.0 / 100 % 100)
+        }
+    }
+}
+
+impl std::fmt::Display for PgVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0 >= 100_000 {
+            write!(f, "{}.{}", self.0 / 10_000, self.0 % 10_000)
+        } else {
+            write!(
+                f,
+                "{}.{}.{}",
+                self.0 / 10_000,
+                self.0 / 100 % 100,
+                self.0 % 100
+            )
+        }
+    }
+}
+
+impl Serialize for PgVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// What made the dump, as far as its first [`ORIGIN_LEN`] bytes tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    /// The pg_dump that wrote it (for pg_dumpall output, the newest pg_dump line).
+    pub pg_dump: Option<PgVersion>,
+    /// The server it was dumped from (the newest, for pg_dumpall).
+    pub server: Option<PgVersion>,
+    /// A custom-format archive's version, e.g. `1.16` (PostgreSQL 17's pg_dump).
+    pub archive: Option<ArchiveVersion>,
+    /// Whether the SQL uses psql's `\restrict` (pg_dump releases from August 2025 on).
+    pub restrict: bool,
+}
+
+impl Origin {
+    /// The newest major version involved: what a target server should be at least.
+    pub fn newest_major(&self) -> Option<PgVersion> {
+        self.pg_dump.max(self.server).map(PgVersion::major)
+    }
+
+    /// `pg_dump 17.11 from PostgreSQL 17.10`, or None when nothing is known.
+    pub fn describe(&self) -> Option<String> {
+        let by = self.pg_dump.map(|v| format!("pg_dump {v}"));
+        let from = self.server.map(|v| format!("PostgreSQL {v}"));
+        match (by, from) {
+            (Some(b), Some(f)) => Some(format!("{b} from {f}")),
+            (Some(b), None) => Some(b),
+            (None, Some(f)) => Some(format!("a dump of {f}")),
+            (None, None) => None,
+        }
+    }
+}
+
+/// A custom-format archive version: `PGDMP` then major, minor, revision bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ArchiveVersion(pub u8, pub u8, pub u8);
+
+impl ArchiveVersion {
+    /// The newest archive version the pg_restore of a major version reads, where known.
+    /// PostgreSQL 12 to 15 write 1.14, 16 writes 1.15, 17 writes 1.16.
+    pub fn newest_readable_by(pg_restore: PgVersion) -> Option<ArchiveVersion> {
+        match pg_restore.0 / 10_000 {
+            12..=15 => Some(ArchiveVersion(1, 14, 0)),
+            16 => Some(ArchiveVersion(1, 15, 0)),
+            17 => Some(ArchiveVersion(1, 16, 0)),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ArchiveVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
+}
+
+impl Serialize for ArchiveVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Reads what made the dump from its first bytes (up to [`ORIGIN_LEN`]): the `-- Dumped by
+/// pg_dump version` and `-- Dumped from database version` comments and `\restrict` of plain
+/// SQL, or the header of a custom-format archive. Untrusted bytes: never panics, and an
+/// unreadable header is simply an unknown origin.
+pub fn origin(head: &[u8]) -> Origin {
+    let head = &head[..head.len().min(ORIGIN_LEN)];
+    if head.starts_with(b"PGDMP") {
+        return archive_origin(head).unwrap_or_default();
+    }
+    let mut o = Origin::default();
+    for line in head.split(|&b| b == b'\n') {
+        let line = std::str::from_utf8(line).unwrap_or("");
+        if let Some(v) = line.strip_prefix("-- Dumped by pg_dump version ") {
+            o.pg_dump = o.pg_dump.max(PgVersion::parse(v));
+        } else if let Some(v) = line.strip_prefix("-- Dumped from database version ") {
+            o.server = o.server.max(PgVersion::parse(v));
+        } else if line.starts_with("\\restrict ") {
+            o.restrict = true;
+        }
+    }
+    o
+}
+
+/// The header pg_backup_archiver.c's WriteHead writes; None where it is not readable.
+fn archive_origin(head: &[u8]) -> Option<Origin> {
+    let mut r = head.get(5..)?;
+    let mut byte = || -> Option<u8> {
+        let (b, rest) = r.split_first()?;
+        r = rest;
+        Some(*b)
+    };
+    let version = ArchiveVersion(byte()?, byte()?, byte()?);
+    let mut o = Origin {
+        archive: Some(version),
+        ..Origin::default()
+    };
+    // Before 1.10 the archive names no versions; that is pg_dump 8.x, long gone.
+    if version < ArchiveVersion(1, 10, 0) {
+        return Some(o);
+    }
+    let int_size = usize::from(byte()?);
+    if !(1..=8).contains(&int_size) {
+        return Some(o);
+    }
+    let _off_size = byte()?;
+    let _format = byte()?;
+    // A ReadInt: a sign byte, then int_size bytes, least significant first.
+    let read_int = |r: &mut &[u8]| -> Option<i64> {
+        let (sign, rest) = r.split_first()?;
+        let digits = rest.get(..int_size)?;
+        *r = &rest[int_size..];
+        let v = digits
+            .iter()
+            .rev()
+            .fold(0i64, |acc, &d| acc.wrapping_shl(8) | i64::from(d));
+        Some(if *sign != 0 { v.wrapping_neg() } else { v })
+    };
+    let read_str = |r: &mut &[u8]| -> Option<Option<String>> {
+        let len = read_int(r)?;
+        if len < 0 {
+            return Some(None);
+        }
+        let len = usize::try_from(len).ok().filter(|&l| l <= 1024)?;
+        let s = r.get(..len)?;
+        *r = &r[len..];
+        Some(Some(String::from_utf8_lossy(s).into_owned()))
+    };
+    if version >= ArchiveVersion(1, 15, 0) {
+        r = r.get(1..)?; // the compression algorithm
+    } else {
+        read_int(&mut r)?; // the compression level
+    }
+    for _ in 0..7 {
+        read_int(&mut r)?; // the creation time, struct tm
+    }
+    let _dbname = read_str(&mut r)?;
+    o.server = read_str(&mut r)?.as_deref().and_then(PgVersion::parse);
+    o.pg_dump = read_str(&mut r)?.as_deref().and_then(PgVersion::parse);
+    Some(o)
+}
+
 /// Rows of one table as counted from the dump.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableRows {
@@ -259,6 +470,71 @@ fn parse_connect(arg: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/pgdump")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn pg_versions_parse_as_server_version_num_does() {
+        let v = |s| PgVersion::parse(s).map(|v| v.0);
+        assert_eq!(v("17.11 (Debian 17.11-0+deb13u1)"), Some(170011));
+        assert_eq!(v("13.23"), Some(130023));
+        assert_eq!(v("9.6.24"), Some(90624));
+        assert_eq!(v("18beta1"), Some(180000));
+        assert_eq!(v("18devel"), Some(180000));
+        for bad in ["", "abc", "5.1", "100.1", "17.99999", ".1"] {
+            assert_eq!(v(bad), None, "{bad:?}");
+        }
+        assert_eq!(PgVersion(170011).to_string(), "17.11");
+        assert_eq!(PgVersion(90624).to_string(), "9.6.24");
+        assert_eq!(PgVersion(90624).major_name(), "9.6");
+        assert_eq!(PgVersion(170011).major(), PgVersion(170000));
+    }
+
+    /// The committed dumps of pg_dump 13, 14, 16 and 17 (tests/fixtures/pgdump/README.md).
+    #[test]
+    fn origin_of_real_dumps_from_pg_dump_13_to_17() {
+        let cases = [
+            ("pg13", 130016, 130023, false, (1, 14)),
+            ("pg14", 140024, 140023, true, (1, 14)),
+            ("pg16", 160015, 160014, true, (1, 15)),
+            ("pg17", 170011, 170010, true, (1, 16)),
+        ];
+        for (name, by, from, restrict, (amaj, amin)) in cases {
+            let plain = origin(&fixture(&format!("{name}-dumpall.sql")));
+            assert_eq!(plain.pg_dump, Some(PgVersion(by)), "{name}");
+            assert_eq!(plain.server, Some(PgVersion(from)), "{name}");
+            assert_eq!(plain.restrict, restrict, "{name}");
+            assert_eq!(plain.archive, None);
+            let custom = origin(&fixture(&format!("{name}-custom.dump")));
+            assert_eq!(custom.pg_dump, Some(PgVersion(by)), "{name}");
+            assert_eq!(custom.server, Some(PgVersion(from)), "{name}");
+            assert_eq!(
+                custom.archive,
+                Some(ArchiveVersion(amaj, amin, 0)),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_prefix_of_an_archive_header_is_harmless() {
+        let dump = fixture("pg17-custom.dump");
+        for n in 0..200 {
+            let o = origin(&dump[..n]);
+            assert!(o.pg_dump.is_none() || n > 100, "{n}");
+        }
+        // A header claiming absurd sizes reads as unknown, not as a panic or a huge allocation.
+        let mut bad = dump[..120].to_vec();
+        bad[8] = 200;
+        assert_eq!(origin(&bad).pg_dump, None);
+    }
 
     const DUMP: &str = "--\n-- PostgreSQL database cluster dump\n--\n\\connect template1\n\
 CREATE TABLE t (a int);\n\

@@ -202,6 +202,10 @@ pub enum Error {
     #[error("{tool} is not installed or not found: {hint}")]
     ToolMissing { tool: String, hint: String },
 
+    /// The dump cannot be restored with these programs or into this server; nothing was changed.
+    #[error("{0}")]
+    Incompatible(String),
+
     /// A child process (psql, pg_restore, a command stage) failed. Its stderr is quoted.
     #[error("{program} failed while {doing} ({status}){}", quote_stderr(.stderr))]
     Child {

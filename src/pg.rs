@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::dump::PgVersion;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
@@ -300,6 +301,37 @@ impl PgTools {
                 hint: "install the PostgreSQL client (apt-get install postgresql-client) or pass --pg-bin DIR".into(),
             })
     }
+}
+
+impl PgTools {
+    /// The version a PostgreSQL program reports (`psql (PostgreSQL) 15.18 (Debian ...)`), or
+    /// None when it does not say one we can read.
+    pub fn version(program: &Path) -> Option<PgVersion> {
+        let out = Command::new(program)
+            .arg("--version")
+            .env_remove("A9S_SECRET")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (_, rest) = text.split_once("(PostgreSQL) ")?;
+        PgVersion::parse(rest)
+    }
+}
+
+/// The first psql release of each major version that knows `\restrict` (August 2025).
+pub fn psql_knows_restrict(psql: PgVersion) -> bool {
+    let minimum = match psql.0 / 10_000 {
+        0..=12 => return false,
+        13 => 130022,
+        14 => 140019,
+        15 => 150014,
+        16 => 160010,
+        17 => 170006,
+        _ => return true,
+    };
+    psql.0 >= minimum
 }
 
 /// The `bin` directory of the newest PostgreSQL under /usr/lib/postgresql.

@@ -542,6 +542,8 @@ pub struct Report {
     /// Parts whose sha256 was checked against the metadata.
     pub parts_checked: usize,
     pub dump_kind: DumpKind,
+    /// What made the dump (pg_dump and server versions, archive version), from its first bytes.
+    pub origin: dump::Origin,
     /// Rows per table from the COPY blocks (plain dumps, when counted).
     pub tables: Option<Vec<TableRows>>,
     /// What psql or pg_restore reported, when restoring.
@@ -587,6 +589,11 @@ pub async fn run(plan: Plan, output: &Output, opts: RunOptions) -> Result<Report
         shutdown: opts.shutdown.clone(),
     };
     let interrupted = opts.shutdown.reason().is_some();
+    // A signal stops the children at once, so a stage may fail on its own first: the cause is
+    // still the signal.
+    if let (Err(_), Some(signal)) = (&result, opts.shutdown.reason()) {
+        return Err(Error::Interrupted { signal });
+    }
     match result {
         // The dump's digest (or its gzip CRC) failed and the parts have digests we did not
         // check while streaming: read again to say which part is damaged.
@@ -731,6 +738,7 @@ async fn run_once(
         metadata,
         parts_checked: dec.parts_checked,
         dump_kind: sink_out.kind,
+        origin: sink_out.origin,
         tables: sink_out.tables,
         restore: sink_out.child,
         stage_seconds: StageSeconds {
@@ -965,6 +973,7 @@ struct SinkOut {
     bytes: u64,
     sha256: Option<String>,
     kind: DumpKind,
+    origin: dump::Origin,
     tables: Option<Vec<TableRows>>,
 }
 
@@ -978,6 +987,7 @@ fn sink_stage(
     let mut busy = Busy::start();
     let mut sha = hash.then(Sha256::new);
     let mut head: Vec<u8> = Vec::new();
+    let mut origin_head: Vec<u8> = Vec::new();
     let mut kind: Option<DumpKind> = None;
     let mut counter: Option<CopyCounter> = None;
     let mut bytes = 0u64;
@@ -994,6 +1004,10 @@ fn sink_stage(
         bytes += b.len() as u64;
         if let Some(h) = &mut sha {
             h.update(&b);
+        }
+        if origin_head.len() < dump::ORIGIN_LEN {
+            let take = (dump::ORIGIN_LEN - origin_head.len()).min(b.len());
+            origin_head.extend_from_slice(&b[..take]);
         }
         match kind {
             None => {
@@ -1046,6 +1060,7 @@ fn sink_stage(
         bytes,
         sha256,
         kind,
+        origin: dump::origin(&origin_head),
         tables: counter.map(CopyCounter::into_tables),
     })
 }

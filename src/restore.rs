@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dump::{self, DumpKind, TableRows};
+use crate::dump::{self, ArchiveVersion, DumpKind, Origin, PgVersion, TableRows};
 use crate::error::{Error, Result};
 use crate::pg::{ConnInfo, PgTools};
 use crate::pipeline::{self, Report, Request, RunOptions};
@@ -50,6 +50,8 @@ pub struct RestoreOptions {
     /// Override the sniffed format.
     pub format: Option<DumpFormat>,
     pub on_error_stop: bool,
+    /// Restore a dump of a newer major version than the target runs.
+    pub allow_older_target: bool,
     pub pg_restore_args: Vec<String>,
     pub jobs: Option<u32>,
     pub spool_dir: PathBuf,
@@ -67,6 +69,8 @@ pub struct RestoreOptions {
 pub struct PreparedRestore {
     pub backup: pipeline::Plan,
     pub dump_kind: DumpKind,
+    /// What made the dump, from its first bytes.
+    pub origin: Origin,
     pub format: DumpFormat,
     pub plan: ResolvedPlan,
     /// The restore stage as the dry run shows it.
@@ -138,6 +142,10 @@ pub struct RestoreReport {
     pub target: String,
     pub plan: String,
     pub dump_kind: DumpKind,
+    /// What made the dump, from its first bytes.
+    pub origin: Origin,
+    /// The target server's version, once a stage asked it.
+    pub target_version: Option<PgVersion>,
     pub format: DumpFormat,
     pub stages: Vec<StageOutcome>,
     /// The stream, when this run streamed it (not when resumed past it).
@@ -166,8 +174,9 @@ pub async fn prepare_restore(
     opts: &RestoreOptions,
 ) -> Result<PreparedRestore> {
     let backup = pipeline::prepare(source, req).await?;
-    let head = pipeline::peek_dump(&backup, dump::SNIFF_LEN).await?;
+    let head = pipeline::peek_dump(&backup, dump::ORIGIN_LEN).await?;
     let dump_kind = dump::sniff(&head);
+    let origin = dump::origin(&head);
     let format = opts.format.unwrap_or(format_of(dump_kind));
     let mut builtins = BTreeMap::new();
     builtins.insert("backup_id".to_string(), backup.backup.id.clone());
@@ -202,13 +211,17 @@ pub async fn prepare_restore(
             ));
         }
     }
+    let what = match origin.describe() {
+        Some(o) => format!("{}, {o}", dump_kind.describe()),
+        None => dump_kind.describe().to_string(),
+    };
     let (output, restore_line) = match format {
         DumpFormat::Sql => {
             let program = opts.tools.find("psql")?;
+            check_tool(&origin, format, &program, PgTools::version(&program))?;
             let line = format!(
-                "stream backup {} ({}) into: psql -X --quiet{} {}",
+                "stream backup {} ({what}) into: psql -X --quiet{} {}",
                 backup.backup.id,
-                dump_kind.describe(),
                 if on_error_stop {
                     " -v ON_ERROR_STOP=1"
                 } else {
@@ -227,6 +240,7 @@ pub async fn prepare_restore(
         }
         DumpFormat::Custom => {
             let program = opts.tools.find("pg_restore")?;
+            check_tool(&origin, format, &program, PgTools::version(&program))?;
             let mut args = restore_stage.0.clone();
             for a in &opts.pg_restore_args {
                 if !args.contains(a) {
@@ -243,9 +257,8 @@ pub async fn prepare_restore(
                 opts.target.with_db(&opts.target.database())
             };
             let line = format!(
-                "stream backup {} ({}) into: pg_restore {}{} {}",
+                "stream backup {} ({what}) into: pg_restore {}{} {}",
                 backup.backup.id,
-                dump_kind.describe(),
                 args.join(" "),
                 opts.jobs
                     .map(|j| format!(
@@ -270,11 +283,87 @@ pub async fn prepare_restore(
     Ok(PreparedRestore {
         backup,
         dump_kind,
+        origin,
         format,
         plan,
         restore_line,
         output,
     })
+}
+
+/// Refuses, before anything runs, a dump that the local psql or pg_restore cannot read.
+fn check_tool(
+    origin: &Origin,
+    format: DumpFormat,
+    program: &Path,
+    version: Option<PgVersion>,
+) -> Result<()> {
+    let Some(version) = version else {
+        return Ok(());
+    };
+    let made = origin
+        .describe()
+        .map(|m| format!(" made by {m}"))
+        .unwrap_or_default();
+    match format {
+        DumpFormat::Custom => {
+            let (Some(archive), Some(newest)) =
+                (origin.archive, ArchiveVersion::newest_readable_by(version))
+            else {
+                return Ok(());
+            };
+            if archive <= newest {
+                return Ok(());
+            }
+            let major = origin
+                .pg_dump
+                .map(|v| v.major_name())
+                .unwrap_or_else(|| "a newer".into());
+            Err(Error::Incompatible(format!(
+                "the dump is a custom-format archive of version {archive}{made}, and pg_restore {version} ({}) reads archives up to {newest}. \
+                 Install PostgreSQL {major}'s client programs (postgresql-client-{major}) and pass --pg-bin /usr/lib/postgresql/{major}/bin. \
+                 Nothing was changed.",
+                program.display()
+            )))
+        }
+        DumpFormat::Sql => {
+            if !origin.restrict || crate::pg::psql_knows_restrict(version) {
+                return Ok(());
+            }
+            Err(Error::Incompatible(format!(
+                "the dump{made} uses psql's \\restrict (pg_dump releases from August 2025 on), which psql {version} ({}) does not know: it would stop at the first line. \
+                 Install a newer psql (13.22, 14.19, 15.14, 16.10, 17.6 or later in its major version) or pass --pg-bin DIR. \
+                 Nothing was changed.",
+                program.display()
+            )))
+        }
+    }
+}
+
+/// Refuses a dump of a newer major version than the target runs, unless allowed; allowed, a
+/// warning to show.
+fn check_target_version(origin: &Origin, target: PgVersion, allow: bool) -> Result<Option<String>> {
+    let Some(needed) = origin.newest_major() else {
+        return Ok(None);
+    };
+    if needed <= target.major() {
+        return Ok(None);
+    }
+    let made = origin.describe().unwrap_or_default();
+    if allow {
+        return Ok(Some(format!(
+            "warning: restoring a dump made by {made} into PostgreSQL {target} (--allow-older-target): \
+             PostgreSQL does not support this; expect errors where the dump uses what PostgreSQL {} lacks",
+            target.major_name()
+        )));
+    }
+    Err(Error::Incompatible(format!(
+        "the dump was made by {made}, and the target runs PostgreSQL {target}: PostgreSQL does not support \
+         restoring into an older major version, and it fails partway (settings and syntax the older server \
+         does not know). Restore into PostgreSQL {} or later, or pass --allow-older-target to try anyway. \
+         The restore did not start.",
+        needed.major_name()
+    )))
 }
 
 fn conn_arg(c: &ConnInfo) -> String {
@@ -297,6 +386,7 @@ pub async fn run_restore(
     let PreparedRestore {
         backup,
         dump_kind,
+        origin,
         format,
         plan,
         output,
@@ -359,6 +449,8 @@ pub async fn run_restore(
         target: opts.target.describe(),
         plan: plan.name.clone(),
         dump_kind,
+        origin,
+        target_version: None,
         format,
         stages: Vec::new(),
         stream: None,
@@ -455,9 +547,15 @@ pub async fn run_restore(
                 notify,
                 &mut report,
             );
-            tokio::select! {
+            let r = tokio::select! {
                 r = exec => r,
                 reason = opts.shutdown.wait() => Err(Error::Interrupted { signal: reason }),
+            };
+            // A signal stops the children at once, so the stage may fail on its own first:
+            // the cause is still the signal.
+            match (r, opts.shutdown.reason()) {
+                (Err(_), Some(signal)) => Err(Error::Interrupted { signal }),
+                (r, _) => r,
             }
         };
         match result {
@@ -537,6 +635,12 @@ async fn execute(
                     target: opts.target.describe(),
                 });
             }
+            if let Some(v) = PgVersion::parse(&get(0)) {
+                report.target_version = Some(v);
+                if let Some(w) = check_target_version(&report.origin, v, opts.allow_older_target)? {
+                    notify(&w);
+                }
+            }
             if let Some(b) = backup.as_ref() {
                 if let Some(warning) = free_space_warning(&get(4), b) {
                     notify(&warning);
@@ -585,6 +689,22 @@ async fn execute(
             .await
         }
         Action::Restore { .. } => {
+            // A plan without a preflight stage: ask the target here, before the stream.
+            if report.target_version.is_none() {
+                let rows = run_sql(psql, None, "SELECT current_setting('server_version');").await?;
+                let v = rows
+                    .first()
+                    .and_then(|r| r.first())
+                    .and_then(|v| PgVersion::parse(v));
+                if let Some(v) = v {
+                    report.target_version = Some(v);
+                    if let Some(w) =
+                        check_target_version(&report.origin, v, opts.allow_older_target)?
+                    {
+                        notify(&w);
+                    }
+                }
+            }
             let plan = backup.take().ok_or_else(|| {
                 Error::Plan("the restore stage can run once per invocation".into())
             })?;
@@ -1264,6 +1384,98 @@ impl Drop for TempCluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn origin(by: u32, from: u32, archive: Option<ArchiveVersion>, restrict: bool) -> Origin {
+        Origin {
+            pg_dump: Some(PgVersion(by)),
+            server: Some(PgVersion(from)),
+            archive,
+            restrict,
+        }
+    }
+
+    #[test]
+    fn older_targets_are_refused_unless_allowed() {
+        let o = origin(170011, 170010, None, true);
+        let e = check_target_version(&o, PgVersion(150018), false).unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("pg_dump 17.11 from PostgreSQL 17.10"), "{e}");
+        assert!(
+            e.contains("PostgreSQL 15.18") && e.contains("PostgreSQL 17 or later"),
+            "{e}"
+        );
+        let w = check_target_version(&o, PgVersion(150018), true)
+            .unwrap()
+            .unwrap();
+        assert!(w.starts_with("warning:"), "{w}");
+        // Same or newer major: fine, whatever the minor versions.
+        assert!(check_target_version(&o, PgVersion(170000), false)
+            .unwrap()
+            .is_none());
+        assert!(check_target_version(&o, PgVersion(180001), false)
+            .unwrap()
+            .is_none());
+        // A pg_dump 17 dump of a 13 server still needs 17: what pg_dump wrote decides too.
+        let o = origin(170011, 130023, None, true);
+        assert!(check_target_version(&o, PgVersion(160004), false).is_err());
+        // Nothing known: nothing to check.
+        assert!(
+            check_target_version(&Origin::default(), PgVersion(90624), false)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn archives_newer_than_pg_restore_reads_are_refused() {
+        let p = Path::new("/usr/bin/pg_restore");
+        for (archive, pg_restore, ok) in [
+            ((1, 14), 150018, true),
+            ((1, 15), 150018, false),
+            ((1, 16), 160010, false),
+            ((1, 16), 170006, true),
+            ((1, 15), 160001, true),
+            ((1, 16), 180000, true),
+        ] {
+            let o = origin(
+                170011,
+                170010,
+                Some(ArchiveVersion(archive.0, archive.1, 0)),
+                false,
+            );
+            let r = check_tool(&o, DumpFormat::Custom, p, Some(PgVersion(pg_restore)));
+            assert_eq!(r.is_ok(), ok, "{archive:?} with pg_restore {pg_restore}");
+        }
+        // pg_restore's version unknown: not refused on a guess.
+        let o = origin(170011, 170010, Some(ArchiveVersion(1, 16, 0)), false);
+        assert!(check_tool(&o, DumpFormat::Custom, p, None).is_ok());
+    }
+
+    #[test]
+    fn restrict_needs_a_psql_that_knows_it() {
+        let p = Path::new("/usr/bin/psql");
+        let o = origin(170011, 170010, None, true);
+        for (psql, ok) in [
+            (150013, false),
+            (150014, true),
+            (130021, false),
+            (130022, true),
+            (170005, false),
+            (170006, true),
+            (120022, false),
+            (180000, true),
+        ] {
+            let r = check_tool(&o, DumpFormat::Sql, p, Some(PgVersion(psql)));
+            assert_eq!(r.is_ok(), ok, "psql {psql}");
+        }
+        let e = check_tool(&o, DumpFormat::Sql, p, Some(PgVersion(150013)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\\restrict") && e.contains("15.14"), "{e}");
+        // A dump without \restrict restores with any psql.
+        let o = origin(130016, 130023, None, false);
+        assert!(check_tool(&o, DumpFormat::Sql, p, Some(PgVersion(120000))).is_ok());
+    }
 
     #[test]
     fn schema_of_copy_table_names() {

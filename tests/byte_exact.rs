@@ -138,8 +138,7 @@ fn unencrypted_gzip_backup_passes_with_a_notice() {
         .arg("--bucket")
         .arg(&dir)
         .args(["--backup-id", ID])
-        .output()
-        .unwrap();
+        .run();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(out.stdout, plain);
     assert!(stderr(&out).contains("not encrypted"), "{}", stderr(&out));
@@ -201,8 +200,7 @@ fn file_url_location() {
     let out = bin()
         .args(["--bucket", &url, "--backup-id", ID])
         .env("A9S_SECRET", SECRET)
-        .output()
-        .unwrap();
+        .run();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(out.stdout, b"hello\n");
 }
@@ -222,8 +220,7 @@ fn bundled_example_backup_recovers() {
         .arg(&dir)
         .args(["--backup-id", id])
         .env("A9S_SECRET", "demo")
-        .output()
-        .unwrap();
+        .run();
     assert!(out.status.success(), "{}", stderr(&out));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["metadata"], "matched");

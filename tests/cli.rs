@@ -3,7 +3,7 @@
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -48,8 +48,7 @@ fn secret_from_file_env_and_flag() {
         .arg(tmp.path())
         .args(["--backup-id", ID, "--secret-file"])
         .arg(&secret_file)
-        .output()
-        .unwrap();
+        .run();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(out.stdout, b"data\n");
 
@@ -57,8 +56,7 @@ fn secret_from_file_env_and_flag() {
         .arg("--bucket")
         .arg(tmp.path())
         .args(["--backup-id", ID, "--secret", SECRET])
-        .output()
-        .unwrap();
+        .run();
     assert!(out.status.success(), "{}", stderr(&out));
     let e = stderr(&out);
     assert!(e.contains("visible to other users"), "{e}");
@@ -73,8 +71,7 @@ fn no_secret_and_no_terminal_is_a_clear_error() {
         .arg("--bucket")
         .arg(tmp.path())
         .args(["--backup-id", ID])
-        .output()
-        .unwrap();
+        .run();
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
     let e = stderr(&out);
@@ -102,7 +99,7 @@ fn closed_stdout_exits_zero_quietly() {
     let mut first = [0u8; 100];
     stdout.read_exact(&mut first).unwrap();
     drop(stdout); // like `| head -c 100`
-    let out = child.wait_with_output().unwrap();
+    let out = child.finish();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stderr(&out), "");
     assert_eq!(&first[..], &plain[..100]);
@@ -136,7 +133,7 @@ fn interrupt_during_stream(signal: &str, expected_code: i32) {
         .status()
         .unwrap();
     assert!(st.success());
-    let out = child.wait_with_output().unwrap();
+    let out = child.finish();
     assert_eq!(out.status.code(), Some(expected_code), "{}", stderr(&out));
     assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
     assert_eq!(files_in(out_dir.path()), Vec::<String>::new());
@@ -154,7 +151,7 @@ fn sigterm_exits_143_and_removes_the_partial_file() {
 
 #[test]
 fn help_teaches() {
-    let out = bin().arg("--help").output().unwrap();
+    let out = bin().arg("--help").run();
     assert!(out.status.success());
     let h = String::from_utf8_lossy(&out.stdout);
     for needle in [
@@ -173,7 +170,7 @@ fn help_teaches() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let out = bin().args(["--bucket", "x"]).output().unwrap();
+    let out = bin().args(["--bucket", "x"]).run();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--backup-id"), "{}", stderr(&out));
 }
@@ -215,8 +212,7 @@ fn bench_runs_on_a_small_size() {
             "--work-dir",
         ])
         .arg(work.path())
-        .output()
-        .unwrap();
+        .run();
     assert!(out.status.success(), "{}", stderr(&out));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(r["dump_bytes"].as_u64().unwrap() >= 4 << 20);
@@ -272,12 +268,18 @@ fn pg_restore_options_on_a_plain_dump_are_said_to_be_ignored() {
         .arg(tmp.path())
         .args(["--backup-id", ID, "--jobs", "4", "--dry-run"])
         .env("A9S_SECRET", SECRET)
-        .output()
-        .unwrap();
+        .run();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("--jobs 4 only apply to pg_restore"),
         "{}",
         stderr(&out)
     );
+}
+
+/// The suite-wide secret check reads stdout too (dumps, JSON reports), not only messages.
+#[test]
+#[should_panic(expected = "a secret appeared on stdout")]
+fn the_suite_wide_secret_check_reads_stdout() {
+    Command::new("echo").arg(SECRET).run();
 }

@@ -21,7 +21,7 @@ fn s3(port: u16, args: &[&str]) -> Command {
 }
 
 fn run(mut c: Command) -> Output {
-    c.output().unwrap()
+    c.run()
 }
 
 fn pack_to(c: Command, data: &[u8]) -> Output {
@@ -364,7 +364,7 @@ fn s3_object_rewritten_during_the_download_is_an_error() {
     }
     // A new upload of the last part while we are still on the first.
     s3_put(moto.port, "bkt", &format!("{ID}-4"), &random_bytes(100, 1));
-    let out = child.wait_with_output().unwrap();
+    let out = child.finish();
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains(&format!("part {ID}-4 changed while it was being read")),

@@ -219,7 +219,7 @@ fn run_row(row: &Row, bucket: &Path, extra: &[String]) -> std::process::Output {
     };
     cmd.env("A9S_SECRET", row.secret)
         .stdin(std::process::Stdio::null());
-    cmd.output().unwrap()
+    cmd.run()
 }
 
 #[test]
@@ -339,8 +339,7 @@ fn target_faults_stop_before_destructive_stages() {
             .args(["--yes"])
             .args(extra)
             .env("A9S_SECRET", SECRET)
-            .output()
-            .unwrap();
+            .run();
         let e = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{fault}: {e}");
         for s in says {

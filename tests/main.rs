@@ -11,3 +11,4 @@ mod faults;
 mod pack_verify;
 mod props;
 mod restore;
+mod versions;

@@ -32,8 +32,7 @@ fn verify_reports_rows_kind_and_digests_as_json() {
         .arg(tmp.path())
         .args(["--backup-id", ID, "--json"])
         .env("A9S_SECRET", SECRET)
-        .output()
-        .unwrap();
+        .run();
     assert!(out.status.success(), "{}", stderr(&out));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["dump_kind"], "pg_dumpall");
@@ -55,8 +54,7 @@ fn verify_reports_rows_kind_and_digests_as_json() {
         .arg(tmp.path())
         .args(["--backup-id", ID])
         .env("A9S_SECRET", SECRET)
-        .output()
-        .unwrap();
+        .run();
     assert!(text.status.success());
     let s = String::from_utf8_lossy(&text.stdout);
     assert!(s.contains("result       OK"), "{s}");
@@ -76,8 +74,7 @@ fn verify_fails_on_a_digest_mismatch() {
         .arg(tmp.path())
         .args(["--backup-id", ID])
         .env("A9S_SECRET", SECRET)
-        .output()
-        .unwrap();
+        .run();
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("does not match its recorded sha256"),
@@ -109,8 +106,7 @@ fn pack_refuses_an_existing_backup_and_makes_ids() {
         .arg(tmp.path())
         .args(["--instance-id", "my-instance", "--secret", "x", "-q"])
         .stdin(fs::File::open("/dev/null").unwrap())
-        .output()
-        .unwrap();
+        .run();
     assert!(out.status.success(), "{}", stderr(&out));
     let id = String::from_utf8(out.stdout).unwrap();
     let id = id.trim();
@@ -119,8 +115,7 @@ fn pack_refuses_an_existing_backup_and_makes_ids() {
         .arg("--bucket")
         .arg(tmp.path())
         .args(["--backup-id", id, "--secret", "x", "-q"])
-        .output()
-        .unwrap();
+        .run();
     assert!(rec.status.success(), "{}", stderr(&rec));
     assert!(rec.stdout.is_empty());
 }
@@ -137,8 +132,7 @@ fn verify_counts_rows_of_a_plain_pg_dump() {
         .arg(tmp.path())
         .args(["--backup-id", ID, "--json"])
         .env("A9S_SECRET", SECRET)
-        .output()
-        .unwrap();
+        .run();
     assert!(out.status.success(), "{}", stderr(&out));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["dump_kind"], "pg_dump_plain");

@@ -51,7 +51,7 @@ fn openssl(kdf: Kdf, decrypt: bool, secret: &str, input: &[u8]) -> Vec<u8> {
     let mut stdin = child.stdin.take().unwrap();
     let data = input.to_vec();
     let w = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child.wait_with_output().unwrap();
+    let out = child.finish();
     w.join().unwrap().unwrap();
     assert!(out.status.success(), "openssl failed");
     out.stdout

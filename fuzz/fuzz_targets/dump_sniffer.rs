@@ -1,5 +1,6 @@
-//! The dump-kind sniffer and the COPY row counter: never panic, and the counts do not depend
-//! on how the stream is chunked.
+//! The dump-kind sniffer, the origin reader (pg_dump comments, custom-format archive headers)
+//! and the COPY row counter: never panic, and the counts do not depend on how the stream is
+//! chunked.
 #![no_main]
 
 use a9s_recover::dump::{self, CopyCounter};
@@ -7,6 +8,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = dump::sniff(data);
+    let _ = dump::origin(data);
     let mut whole = CopyCounter::new();
     whole.feed(data);
     let step = data.first().map(|b| *b as usize % 13 + 1).unwrap_or(1);

@@ -30,19 +30,59 @@ pub fn recover(dir: &Path, id: &str, secret: &str, extra: &[&str]) -> Output {
         .args(["--backup-id", id])
         .args(extra)
         .env("A9S_SECRET", secret)
-        .output()
-        .expect("run a9s-recover")
+        .run()
 }
 
-/// What the binary said on stderr. Every test reads it through here, so every captured
-/// message of the suite is checked for the backup secret.
+/// The secrets the suite uses: the backup secret and the database passwords of the restore
+/// tests. None may appear in anything a test captures.
+pub const SECRETS: [&str; 3] = [SECRET, "Pw-in-dsn-42", "Db-Pass-Xyz-77"];
+
+/// Fails the test if a secret appears on the stdout or stderr of `o`.
+pub fn assert_no_secret(o: &Output) {
+    for secret in SECRETS {
+        for (name, stream) in [("stdout", &o.stdout), ("stderr", &o.stderr)] {
+            assert!(
+                memchr::memmem::find(stream, secret.as_bytes()).is_none(),
+                "a secret appeared on {name}:\n{}",
+                String::from_utf8_lossy(&stream[..stream.len().min(4000)])
+            );
+        }
+    }
+}
+
+/// How the suite runs every program whose output it captures: both streams are checked for
+/// [`SECRETS`], so the dumps, JSON reports and messages of the whole suite are.
+pub trait RunExt {
+    /// `output()`, checked.
+    fn run(&mut self) -> Output;
+}
+
+impl RunExt for Command {
+    fn run(&mut self) -> Output {
+        let out = self.output().expect("run a program");
+        assert_no_secret(&out);
+        out
+    }
+}
+
+/// The same for a spawned child.
+pub trait FinishExt {
+    /// `wait_with_output()`, checked.
+    fn finish(self) -> Output;
+}
+
+impl FinishExt for std::process::Child {
+    fn finish(self) -> Output {
+        let out = self.wait_with_output().expect("wait for a program");
+        assert_no_secret(&out);
+        out
+    }
+}
+
+/// What the binary said on stderr (checked for [`SECRETS`], like everything captured).
 pub fn stderr(o: &Output) -> String {
-    let s = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(
-        !s.contains(SECRET),
-        "the backup secret appeared on stderr:\n{s}"
-    );
-    s
+    assert_no_secret(o);
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 pub fn sha256(data: &[u8]) -> String {
@@ -183,8 +223,7 @@ pub fn manual_pipeline(dir: &Path, id: &str, dec_args: &str, secret: &str) -> Ve
             ),
         ])
         .env("S", secret)
-        .output()
-        .unwrap();
+        .run();
     assert!(
         out.status.success(),
         "manual pipeline failed: {}",
@@ -208,7 +247,7 @@ pub fn output_with_stdin(mut cmd: Command, data: &[u8]) -> Output {
     let writer = std::thread::spawn(move || {
         let _ = stdin.write_all(&data);
     });
-    let out = child.wait_with_output().unwrap();
+    let out = child.finish();
     writer.join().unwrap();
     out
 }
