@@ -385,7 +385,7 @@ pub struct LoadArgs {
 
     /// Restore a dump of a newer PostgreSQL major version than the target runs. PostgreSQL
     /// does not support this and such restores usually fail partway; without this flag they
-    /// are refused before any stage changes anything.
+    /// are refused by the preflight stage (in a plan without one, before the stream).
     #[arg(long)]
     pub allow_older_target: bool,
 
