@@ -849,6 +849,16 @@ fn secrets_stay_out_of_children_argv_and_environment() {
 /// stopped, the journal records the stage as failed (interrupted), and the exit status is 143.
 #[test]
 fn sigterm_during_a_stage_stops_its_child_and_keeps_the_journal_consistent() {
+    interrupt_during_a_stage("-TERM", 143, "SIGTERM");
+}
+
+/// The same for Ctrl-C (SIGINT): exit status 130.
+#[test]
+fn ctrl_c_during_a_stage_stops_its_child_and_keeps_the_journal_consistent() {
+    interrupt_during_a_stage("-INT", 130, "Ctrl-C");
+}
+
+fn interrupt_during_a_stage(signal: &str, code: i32, said: &str) {
     let tmp = tempfile::tempdir().unwrap();
     assert!(pack(
         tmp.path(),
@@ -899,12 +909,12 @@ fn sigterm_during_a_stage_stops_its_child_and_keeps_the_journal_consistent() {
     let stage_pid = fs::read_to_string(&pidfile).unwrap().trim().to_string();
     let grandchild = fs::read_to_string(&grandfile).unwrap().trim().to_string();
     assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap()
         .success());
     let out = child.finish();
-    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
     std::thread::sleep(std::time::Duration::from_millis(200));
     for (who, pid) in [("child", &stage_pid), ("grandchild", &grandchild)] {
         // Gone, or a zombie waiting to be reaped by whoever inherited it: not running.
@@ -923,7 +933,7 @@ fn sigterm_during_a_stage_stops_its_child_and_keeps_the_journal_consistent() {
     let j = fs::read_to_string(&journal).unwrap();
     let last = j.lines().last().unwrap();
     assert!(
-        last.contains("\"event\":\"fail\"") && last.contains("interrupted by SIGTERM"),
+        last.contains("\"event\":\"fail\"") && last.contains(&format!("interrupted by {said}")),
         "{j}"
     );
 }
@@ -941,10 +951,14 @@ fn sigterm_during_a_busy_psql_stops_it() {
         dump.extend_from_slice(b"-- filler filler filler filler filler filler filler filler\n");
     }
     assert!(pack(tmp.path(), ID, &dump, &[]).status.success());
+    let work = tempfile::tempdir().unwrap();
+    let journal = work.path().join("j.jsonl");
     let child = bin()
         .args(["restore", "--bucket"])
         .arg(tmp.path())
         .args(["--backup-id", ID, "--target", &b.dsn("postgres"), "--yes"])
+        .arg("--journal")
+        .arg(&journal)
         .env("A9S_SECRET", SECRET)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -992,5 +1006,14 @@ fn sigterm_during_a_busy_psql_stops_it() {
     assert!(
         matches!(state, None | Some('Z') | Some('X')),
         "psql was stopped (state {state:?})"
+    );
+    // The journal says the restore stage failed, interrupted: --resume will not redo it blindly.
+    let j = fs::read_to_string(&journal).unwrap();
+    let last = j.lines().last().unwrap();
+    assert!(
+        last.contains("\"event\":\"fail\"")
+            && last.contains("\"stage\":2")
+            && last.contains("interrupted by SIGTERM"),
+        "{j}"
     );
 }
