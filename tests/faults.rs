@@ -292,7 +292,7 @@ fn fault_matrix() {
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
 
-/// Rows about the target, with a good backup: PostgreSQL down, psql missing.
+/// Rows about the target, with a good backup: PostgreSQL down, psql or pg_restore missing.
 #[test]
 fn target_faults_stop_before_destructive_stages() {
     let tmp = tempfile::tempdir().unwrap();
@@ -347,4 +347,37 @@ fn target_faults_stop_before_destructive_stages() {
         }
         assert!(!marker.exists(), "{fault}: a destructive stage ran");
     }
+
+    // pg_restore not installed: a custom-format backup, and a --pg-bin without pg_restore.
+    let custom = tmp.path().join("custom");
+    let archive = b"PGDMP\x01\x0e\x00\x04\x08\x01 the rest of an archive";
+    assert!(pack(&custom, ID, archive, &[]).status.success());
+    let no_tools = tmp.path().join("no-tools");
+    fs::create_dir(&no_tools).unwrap();
+    let out = bin()
+        .args(["restore", "--bucket"])
+        .arg(&custom)
+        .args([
+            "--backup-id",
+            ID,
+            "--target",
+            &format!("host={} dbname=postgres", tmp.path().display()),
+            "--plan",
+        ])
+        .arg(&plan)
+        .arg("--yes")
+        .arg("--pg-bin")
+        .arg(&no_tools)
+        .env("A9S_SECRET", SECRET)
+        .run();
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("pg_restore is not installed") && e.contains("--pg-bin"),
+        "{e}"
+    );
+    assert!(
+        !marker.exists(),
+        "pg_restore missing: a destructive stage ran"
+    );
 }
