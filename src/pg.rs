@@ -301,9 +301,7 @@ impl PgTools {
                 hint: "install the PostgreSQL client (apt-get install postgresql-client) or pass --pg-bin DIR".into(),
             })
     }
-}
 
-impl PgTools {
     /// The version a PostgreSQL program reports (`psql (PostgreSQL) 15.18 (Debian ...)`), or
     /// None when it does not say one we can read.
     pub fn version(program: &Path) -> Option<PgVersion> {

@@ -576,6 +576,11 @@ pub async fn run(plan: Plan, output: &Output, opts: RunOptions) -> Result<Report
     let plan = Arc::new(plan);
     let engine = plan.inflate;
     let result = run_once(plan.clone(), output, opts.clone(), engine).await;
+    // A signal stops the children at once, so a stage may fail on its own first: the cause is
+    // still the signal. An interrupted run is never diagnosed.
+    if let (Err(_), Some(signal)) = (&result, opts.shutdown.reason()) {
+        return Err(Error::Interrupted { signal });
+    }
     let has_part_digests = plan
         .metadata
         .as_ref()
@@ -588,17 +593,11 @@ pub async fn run(plan: Plan, output: &Output, opts: RunOptions) -> Result<Report
         part_digests: true,
         shutdown: opts.shutdown.clone(),
     };
-    let interrupted = opts.shutdown.reason().is_some();
-    // A signal stops the children at once, so a stage may fail on its own first: the cause is
-    // still the signal.
-    if let (Err(_), Some(signal)) = (&result, opts.shutdown.reason()) {
-        return Err(Error::Interrupted { signal });
-    }
     match result {
         // The dump's digest (or its gzip CRC) failed and the parts have digests we did not
         // check while streaming: read again to say which part is damaged.
         Err(e @ (Error::ChecksumMismatch { .. } | Error::Gzip { .. }))
-            if has_part_digests && !opts.part_digests && !interrupted =>
+            if has_part_digests && !opts.part_digests =>
         {
             match run_once(plan, &Output::Discard, diagnose, inflate::Engine::ZlibRs).await {
                 Err(part @ Error::ChecksumMismatch { .. }) => Err(part),
@@ -614,7 +613,7 @@ pub async fn run(plan: Plan, output: &Output, opts: RunOptions) -> Result<Report
             at,
             span,
             ..
-        }) if engine == inflate::Engine::Isal && !interrupted => {
+        }) if engine == inflate::Engine::Isal => {
             match run_once(plan, &Output::Discard, diagnose, inflate::Engine::ZlibRs).await {
                 Err(precise @ Error::Gzip { .. }) => Err(precise),
                 // The second read failed for another reason: report what ISA-L saw.
@@ -986,8 +985,9 @@ fn sink_stage(
 ) -> Result<SinkOut> {
     let mut busy = Busy::start();
     let mut sha = hash.then(Sha256::new);
+    // The first ORIGIN_LEN bytes: the kind is decided on the first SNIFF_LEN, the origin read
+    // from all of them at the end.
     let mut head: Vec<u8> = Vec::new();
-    let mut origin_head: Vec<u8> = Vec::new();
     let mut kind: Option<DumpKind> = None;
     let mut counter: Option<CopyCounter> = None;
     let mut bytes = 0u64;
@@ -1005,23 +1005,21 @@ fn sink_stage(
         if let Some(h) = &mut sha {
             h.update(&b);
         }
-        if origin_head.len() < dump::ORIGIN_LEN {
-            let take = (dump::ORIGIN_LEN - origin_head.len()).min(b.len());
-            origin_head.extend_from_slice(&b[..take]);
+        let before = head.len();
+        if before < dump::ORIGIN_LEN {
+            head.extend_from_slice(&b[..(dump::ORIGIN_LEN - before).min(b.len())]);
         }
         match kind {
-            None => {
-                let take = (dump::SNIFF_LEN - head.len()).min(b.len());
-                head.extend_from_slice(&b[..take]);
-                if head.len() == dump::SNIFF_LEN {
-                    let (k, mut c) = decide(&head);
-                    if let Some(c) = &mut c {
-                        c.feed(&b[take..]);
-                    }
-                    kind = Some(k);
-                    counter = c;
+            None if head.len() >= dump::SNIFF_LEN => {
+                let (k, mut c) = decide(&head[..dump::SNIFF_LEN]);
+                if let Some(c) = &mut c {
+                    // The counter has seen the first SNIFF_LEN bytes; this chunk goes on.
+                    c.feed(&b[dump::SNIFF_LEN - before..]);
                 }
+                kind = Some(k);
+                counter = c;
             }
+            None => {}
             Some(_) => {
                 if let Some(c) = &mut counter {
                     c.feed(&b);
@@ -1060,7 +1058,7 @@ fn sink_stage(
         bytes,
         sha256,
         kind,
-        origin: dump::origin(&origin_head),
+        origin: dump::origin(&head),
         tables: counter.map(CopyCounter::into_tables),
     })
 }

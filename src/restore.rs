@@ -215,10 +215,13 @@ pub async fn prepare_restore(
         Some(o) => format!("{}, {o}", dump_kind.describe()),
         None => dump_kind.describe().to_string(),
     };
+    let program = opts.tools.find(match format {
+        DumpFormat::Sql => "psql",
+        DumpFormat::Custom => "pg_restore",
+    })?;
+    check_tool(&origin, format, &program, PgTools::version(&program))?;
     let (output, restore_line) = match format {
         DumpFormat::Sql => {
-            let program = opts.tools.find("psql")?;
-            check_tool(&origin, format, &program, PgTools::version(&program))?;
             let line = format!(
                 "stream backup {} ({what}) into: psql -X --quiet{} {}",
                 backup.backup.id,
@@ -239,8 +242,6 @@ pub async fn prepare_restore(
             )
         }
         DumpFormat::Custom => {
-            let program = opts.tools.find("pg_restore")?;
-            check_tool(&origin, format, &program, PgTools::version(&program))?;
             let mut args = restore_stage.0.clone();
             for a in &opts.pg_restore_args {
                 if !args.contains(a) {
@@ -338,6 +339,20 @@ fn check_tool(
             )))
         }
     }
+}
+
+/// Records the target's version and checks the dump against it.
+fn target_version_is(
+    v: PgVersion,
+    report: &mut RestoreReport,
+    opts: &RestoreOptions,
+    notify: &(dyn Fn(&str) + Sync),
+) -> Result<()> {
+    report.target_version = Some(v);
+    if let Some(w) = check_target_version(&report.origin, v, opts.allow_older_target)? {
+        notify(&w);
+    }
+    Ok(())
 }
 
 /// Refuses a dump of a newer major version than the target runs, unless allowed; allowed, a
@@ -636,10 +651,7 @@ async fn execute(
                 });
             }
             if let Some(v) = PgVersion::parse(&get(0)) {
-                report.target_version = Some(v);
-                if let Some(w) = check_target_version(&report.origin, v, opts.allow_older_target)? {
-                    notify(&w);
-                }
+                target_version_is(v, report, opts, notify)?;
             }
             if let Some(b) = backup.as_ref() {
                 if let Some(warning) = free_space_warning(&get(4), b) {
@@ -697,12 +709,7 @@ async fn execute(
                     .and_then(|r| r.first())
                     .and_then(|v| PgVersion::parse(v));
                 if let Some(v) = v {
-                    report.target_version = Some(v);
-                    if let Some(w) =
-                        check_target_version(&report.origin, v, opts.allow_older_target)?
-                    {
-                        notify(&w);
-                    }
+                    target_version_is(v, report, opts, notify)?;
                 }
             }
             let plan = backup.take().ok_or_else(|| {

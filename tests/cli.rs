@@ -128,11 +128,7 @@ fn interrupt_during_stream(signal: &str, expected_code: i32) {
         assert!(start.elapsed() < Duration::from_secs(20), "never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let st = std::process::Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    send_signal(signal, child.id());
     let out = child.finish();
     assert_eq!(out.status.code(), Some(expected_code), "{}", stderr(&out));
     assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));

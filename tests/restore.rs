@@ -908,32 +908,24 @@ fn interrupt_during_a_stage(signal: &str, code: i32, said: &str) {
     }
     let stage_pid = fs::read_to_string(&pidfile).unwrap().trim().to_string();
     let grandchild = fs::read_to_string(&grandfile).unwrap().trim().to_string();
-    assert!(Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    send_signal(signal, child.id());
     let out = child.finish();
     assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
     std::thread::sleep(std::time::Duration::from_millis(200));
     for (who, pid) in [("child", &stage_pid), ("grandchild", &grandchild)] {
-        // Gone, or a zombie waiting to be reaped by whoever inherited it: not running.
-        let state = fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|st| {
-                st.rsplit(')')
-                    .next()
-                    .map(|r| r.trim().chars().next().unwrap_or('?'))
-            });
-        assert!(
-            matches!(state, None | Some('Z') | Some('X')),
-            "the stage's {who} was stopped (state {state:?})"
-        );
+        assert!(!is_running(pid), "the stage's {who} was stopped");
     }
-    let j = fs::read_to_string(&journal).unwrap();
+    interrupted_in_journal(&journal, said, 1);
+}
+
+/// The journal's last entry says stage `stage` failed, interrupted by `said`.
+fn interrupted_in_journal(journal: &Path, said: &str, stage: usize) {
+    let j = fs::read_to_string(journal).unwrap();
     let last = j.lines().last().unwrap();
     assert!(
-        last.contains("\"event\":\"fail\"") && last.contains(&format!("interrupted by {said}")),
+        last.contains("\"event\":\"fail\"")
+            && last.contains(&format!("\"stage\":{stage},"))
+            && last.contains(&format!("interrupted by {said}")),
         "{j}"
     );
 }
@@ -984,11 +976,7 @@ fn sigterm_during_a_busy_psql_stops_it() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     let t1 = std::time::Instant::now();
-    assert!(Command::new("kill")
-        .args(["-TERM", &me])
-        .status()
-        .unwrap()
-        .success());
+    send_signal("-TERM", child.id());
     let out = child.finish();
     assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
     assert!(
@@ -996,24 +984,7 @@ fn sigterm_during_a_busy_psql_stops_it() {
         "the exit waited for the statement: {:?}",
         t1.elapsed()
     );
-    let state = fs::read_to_string(format!("/proc/{psql}/stat"))
-        .ok()
-        .and_then(|st| {
-            st.rsplit(')')
-                .next()
-                .map(|r| r.trim().chars().next().unwrap_or('?'))
-        });
-    assert!(
-        matches!(state, None | Some('Z') | Some('X')),
-        "psql was stopped (state {state:?})"
-    );
+    assert!(!is_running(&psql), "psql was stopped");
     // The journal says the restore stage failed, interrupted: --resume will not redo it blindly.
-    let j = fs::read_to_string(&journal).unwrap();
-    let last = j.lines().last().unwrap();
-    assert!(
-        last.contains("\"event\":\"fail\"")
-            && last.contains("\"stage\":2")
-            && last.contains("interrupted by SIGTERM"),
-        "{j}"
-    );
+    interrupted_in_journal(&journal, "SIGTERM", 2);
 }

@@ -79,9 +79,26 @@ impl FinishExt for std::process::Child {
     }
 }
 
-/// What the binary said on stderr (checked for [`SECRETS`], like everything captured).
+/// Whether process `pid` runs. Gone, or a zombie waiting to be reaped by whoever inherited it,
+/// is not running.
+pub fn is_running(pid: &str) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|st| st.rsplit(')').next().and_then(|r| r.trim().chars().next()))
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+/// Sends `signal` (`-TERM`, `-INT`) to process `pid`.
+pub fn send_signal(signal: &str, pid: u32) {
+    let sent = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill {signal} {pid}");
+}
+
+/// What the binary said on stderr (already checked for [`SECRETS`] by `run()`/`finish()`).
 pub fn stderr(o: &Output) -> String {
-    assert_no_secret(o);
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
@@ -141,8 +158,7 @@ pub fn sh(script: &str, secret: &str) {
         .args(["-euc", script])
         .env("S", secret)
         .stderr(Stdio::piped())
-        .output()
-        .expect("run sh");
+        .run();
     assert!(
         st.status.success(),
         "shell pipeline failed: {script}\n{}",

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use super::servers::free_port;
+use super::RunExt;
 
 #[derive(Debug)]
 pub struct Cluster {
@@ -21,20 +22,6 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
-}
-
-fn server_bin() -> Option<PathBuf> {
-    let mut v: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let n: u32 = e.file_name().to_str()?.parse().ok()?;
-            let b = e.path().join("bin");
-            b.join("initdb").exists().then_some((n, b))
-        })
-        .collect();
-    v.sort();
-    v.pop().map(|x| x.1)
 }
 
 impl Cluster {
@@ -112,7 +99,7 @@ impl Cluster {
 
     /// A fresh primary.
     pub fn start() -> Option<Cluster> {
-        let Some(bin) = server_bin() else {
+        let Some(bin) = a9s_recover::pg::newest_server_bin() else {
             return super::servers::unavailable_pub(
                 "no PostgreSQL server binaries under /usr/lib/postgresql/*/bin",
             );
@@ -186,8 +173,7 @@ impl Cluster {
                 "-c",
                 sql,
             ])
-            .output()
-            .unwrap();
+            .run();
         assert!(
             out.status.success(),
             "psql {sql}: {}",
@@ -203,8 +189,7 @@ impl Cluster {
             .arg(self.dir.path())
             .args(["-p", &self.port.to_string(), "-U", "postgres"])
             .args(args)
-            .output()
-            .unwrap();
+            .run();
         assert!(
             out.status.success(),
             "{tool}: {}",

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::RunExt;
+
 /// Azurite's public development account and key.
 pub const AZ_ACCOUNT: &str = "devstoreaccount1";
 pub const AZ_KEY: &str =
@@ -217,8 +219,7 @@ pub fn az_setup(args: &[&str]) -> String {
         .arg(script)
         .args(args)
         .env("NODE_PATH", node_path)
-        .output()
-        .expect("run node");
+        .run();
     assert!(
         out.status.success(),
         "azure_setup.js {args:?}: {}",
