@@ -381,11 +381,12 @@ fn check_target_version(origin: &Origin, target: PgVersion, allow: bool) -> Resu
     )))
 }
 
+/// The connection arguments as [`ConnInfo::apply`] gives them to the child.
 fn conn_arg(c: &ConnInfo) -> String {
     if c.describe().starts_with("the PG*") {
-        "(the PG* environment defaults)".into()
+        "-w (the PG* environment defaults)".into()
     } else {
-        format!("-d \"{}\"", c.to_conninfo())
+        format!("-w -d \"{}\"", c.to_conninfo())
     }
 }
 

@@ -448,6 +448,8 @@ fn dry_run_shows_every_stage_and_no_secret() {
         "$ monit stop repmgr",
         "(a missing unit is tolerated)",
         "psql -X --quiet",
+        // As the child gets it: never prompting.
+        " -w -d \"",
         "[skipped: variable start_standbys_cmd not set]",
         " * drop-inactive-slots",
         "  preflight",
