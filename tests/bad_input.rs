@@ -82,22 +82,15 @@ fn decoy_names_are_not_parts() {
 fn truncated_last_part() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, parts) = fixture(tmp.path());
-    let last = parts.last().unwrap();
-    let len = fs::metadata(last).unwrap().len();
     // Not a whole number of blocks: knowable before streaming.
-    fs::OpenOptions::new()
-        .write(true)
-        .open(last)
-        .unwrap()
-        .set_len(len - 5)
-        .unwrap();
+    let cut = cut_tail(parts.last().unwrap(), 5);
     let out = recover(tmp.path(), ID, SECRET, &[]);
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
     let e = stderr(&out);
     assert!(e.contains("truncated"), "{e}");
     assert!(
-        e.contains(&format!("{ID}-14 ends at its byte {}", len - 5)),
+        e.contains(&format!("{ID}-14 ends at its byte {cut}")),
         "{e}"
     );
     assert_no_output_file(tmp.path(), &[]);
@@ -107,14 +100,7 @@ fn truncated_last_part() {
 fn truncated_on_a_block_boundary() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, parts) = fixture(tmp.path());
-    let last = parts.last().unwrap();
-    let len = fs::metadata(last).unwrap().len();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(last)
-        .unwrap()
-        .set_len(len - 32)
-        .unwrap();
+    cut_tail(parts.last().unwrap(), 32);
     let out = recover(tmp.path(), ID, SECRET, &[]);
     assert!(!out.status.success());
     let e = stderr(&out);

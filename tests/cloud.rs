@@ -28,6 +28,14 @@ fn pack_to(c: Command, data: &[u8]) -> Output {
     output_with_stdin(c, data)
 }
 
+/// `pack` into S3 at `loc` as backup `id`, which must succeed.
+fn s3_pack(port: u16, loc: &str, id: &str, data: &[u8], extra: &[&str]) {
+    let mut args = vec!["pack", "-b", loc, "--backup-id", id];
+    args.extend_from_slice(extra);
+    let out = pack_to(s3(port, &args), data);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 fn json(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "{}", stderr(out));
     serde_json::from_slice(&out.stdout).unwrap()
@@ -41,33 +49,15 @@ fn s3_pack_list_recover_verify_under_a_prefix() {
     let big = random_bytes(10 << 20, 21);
     let big_id = "b6f4c071-ef44-4af2-9608-531b4ce4823f-1548967948000";
     let loc = "s3://backups/pg/prod";
-    let out = pack_to(
-        s3(
-            moto.port,
-            &["pack", "-b", loc, "--backup-id", ID, "--part-size", "600"],
-        ),
-        &small,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    s3_pack(moto.port, loc, ID, &small, &["--part-size", "600"]);
     // 10 MiB of random data in one part: a multipart upload of 8 MiB + the rest.
-    let out = pack_to(
-        s3(
-            moto.port,
-            &[
-                "pack",
-                "-b",
-                loc,
-                "--backup-id",
-                big_id,
-                "--part-size",
-                "64MiB",
-                "--level",
-                "1",
-            ],
-        ),
+    s3_pack(
+        moto.port,
+        loc,
+        big_id,
         &big,
+        &["--part-size", "64MiB", "--level", "1"],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
 
     let listed = json(&run(s3(moto.port, &["list", "-b", loc, "--json"])));
     let ids: Vec<&str> = listed
@@ -125,24 +115,13 @@ fn s3_resets_and_5xx_are_retried_and_the_output_is_identical() {
     let Some(moto) = moto() else { return };
     s3_bucket(moto.port, "bkt");
     let plain = random_bytes(3 << 20, 22);
-    let out = pack_to(
-        s3(
-            moto.port,
-            &[
-                "pack",
-                "-b",
-                "s3://bkt",
-                "--backup-id",
-                ID,
-                "--part-size",
-                "800KiB",
-                "--level",
-                "1",
-            ],
-        ),
+    s3_pack(
+        moto.port,
+        "s3://bkt",
+        ID,
         &plain,
+        &["--part-size", "800KiB", "--level", "1"],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
     let seen = AtomicUsize::new(0);
     let proxy = Proxy::start(
         moto.port,
@@ -188,14 +167,7 @@ fn s3_when_retries_run_out_the_error_names_the_part_and_range() {
     let Some(moto) = moto() else { return };
     s3_bucket(moto.port, "bkt");
     let plain = random_bytes(1 << 20, 23);
-    let out = pack_to(
-        s3(
-            moto.port,
-            &["pack", "-b", "s3://bkt", "--backup-id", ID, "--level", "1"],
-        ),
-        &plain,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    s3_pack(moto.port, "s3://bkt", ID, &plain, &["--level", "1"]);
     // Every range but the first of each object fails.
     let proxy = Proxy::start(
         moto.port,
@@ -252,22 +224,7 @@ fn s3_listing_over_a_thousand_objects_and_latest() {
         "inst-1700000002000",
     ];
     for (id, plain) in ids.iter().zip(&plains) {
-        let out = pack_to(
-            s3(
-                moto.port,
-                &[
-                    "pack",
-                    "-b",
-                    "s3://big",
-                    "--backup-id",
-                    id,
-                    "--part-size",
-                    "300",
-                ],
-            ),
-            plain,
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
+        s3_pack(moto.port, "s3://big", id, plain, &["--part-size", "300"]);
     }
     // The newest loses a part: incomplete.
     s3_delete(moto.port, "big", "inst-1700000002000-5");
@@ -316,24 +273,13 @@ fn s3_object_rewritten_during_the_download_is_an_error() {
     let Some(moto) = moto() else { return };
     s3_bucket(moto.port, "bkt");
     let plain = random_bytes(3 << 20, 24);
-    let out = pack_to(
-        s3(
-            moto.port,
-            &[
-                "pack",
-                "-b",
-                "s3://bkt",
-                "--backup-id",
-                ID,
-                "--part-size",
-                "1MiB",
-                "--level",
-                "1",
-            ],
-        ),
+    s3_pack(
+        moto.port,
+        "s3://bkt",
+        ID,
         &plain,
+        &["--part-size", "1MiB", "--level", "1"],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
     let o = tempfile::tempdir().unwrap();
     let target = o.path().join("x.dump");
     let mut c = s3(
@@ -485,11 +431,7 @@ fn s3_a_stalled_server_hits_the_read_timeout_and_is_reported() {
     let Some(moto) = moto() else { return };
     s3_bucket(moto.port, "bkt");
     let plain = random_bytes(300_000, 25);
-    let out = pack_to(
-        s3(moto.port, &["pack", "-b", "s3://bkt", "--backup-id", ID]),
-        &plain,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    s3_pack(moto.port, "s3://bkt", ID, &plain, &[]);
     let proxy = Proxy::start(
         moto.port,
         Box::new(|_, head| {

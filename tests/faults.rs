@@ -91,14 +91,7 @@ fn rows() -> Vec<Row> {
             fault: "truncated last part",
             fixture: Fixture::Cli,
             setup: |_, p| {
-                let l = p.last().unwrap();
-                let n = fs::metadata(l).unwrap().len();
-                fs::OpenOptions::new()
-                    .write(true)
-                    .open(l)
-                    .unwrap()
-                    .set_len(n - 7)
-                    .unwrap();
+                cut_tail(p.last().unwrap(), 7);
             },
             args: &[],
             secret: SECRET,
@@ -110,13 +103,7 @@ fn rows() -> Vec<Row> {
             fault: "truncated part (metadata)",
             fixture: Fixture::Packed,
             setup: |_, p| {
-                let n = fs::metadata(&p[1]).unwrap().len();
-                fs::OpenOptions::new()
-                    .write(true)
-                    .open(&p[1])
-                    .unwrap()
-                    .set_len(n - 100)
-                    .unwrap();
+                cut_tail(&p[1], 100);
             },
             args: &[],
             secret: SECRET,

@@ -286,6 +286,18 @@ pub fn flip_byte(path: &Path, offset: usize) {
     fs::write(path, b).unwrap();
 }
 
+/// Cuts the last `n` bytes off `path`; returns its new length.
+pub fn cut_tail(path: &Path, n: u64) -> u64 {
+    let len = fs::metadata(path).unwrap().len() - n;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+    len
+}
+
 /// Files left in a directory (to check nothing half-written remains).
 pub fn files_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
