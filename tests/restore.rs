@@ -24,14 +24,33 @@ fn source_cluster() -> Option<Cluster> {
     Some(a)
 }
 
-fn restore(bucket: &Path, extra: &[&str]) -> Output {
-    bin()
-        .args(["restore", "--bucket"])
+/// `restore --bucket BUCKET --backup-id ID`, for more arguments.
+fn restore_cmd(bucket: &Path) -> Command {
+    let mut c = bin();
+    c.args(["restore", "--bucket"])
         .arg(bucket)
-        .args(["--backup-id", ID])
+        .args(["--backup-id", ID]);
+    c
+}
+
+fn restore(bucket: &Path, extra: &[&str]) -> Output {
+    restore_cmd(bucket)
         .args(extra)
         .env("A9S_SECRET", SECRET)
         .run()
+}
+
+/// A backup of a dump with nothing in it but its banner.
+fn tiny_backup() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = pack(
+        tmp.path(),
+        ID,
+        b"--\n-- PostgreSQL database dump\n--\n",
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    tmp
 }
 
 fn schema_only(c: &Cluster, db: &str) -> String {
@@ -465,15 +484,7 @@ fn dry_run_shows_every_stage_and_no_secret() {
 
 #[test]
 fn destructive_stages_need_consent() {
-    let tmp = tempfile::tempdir().unwrap();
-    assert!(pack(
-        tmp.path(),
-        ID,
-        b"--\n-- PostgreSQL database dump\n--\n",
-        &[]
-    )
-    .status
-    .success());
+    let tmp = tiny_backup();
     let out = restore(tmp.path(), &["--target", "host=/nonexistent dbname=x"]);
     assert_eq!(out.status.code(), Some(1));
     let e = stderr(&out);
@@ -486,21 +497,11 @@ fn destructive_stages_need_consent() {
 #[test]
 fn a_bad_backup_is_caught_before_any_stage() {
     let Some(b) = Cluster::start() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    assert!(pack(
-        tmp.path(),
-        ID,
-        b"--\n-- PostgreSQL database dump\n--\n",
-        &[]
-    )
-    .status
-    .success());
+    let tmp = tiny_backup();
     let work = tempfile::tempdir().unwrap();
     let marker = work.path().join("ran");
-    let out = bin()
-        .args(["restore", "--bucket"])
-        .arg(tmp.path())
-        .args(["--backup-id", ID, "--target", &b.dsn("postgres"), "--yes"])
+    let out = restore_cmd(tmp.path())
+        .args(["--target", &b.dsn("postgres"), "--yes"])
         .args([
             "--preset",
             "a9s-cluster",
@@ -662,10 +663,8 @@ fn a_password_in_the_dsn_reaches_psql_through_the_environment() {
         "postgresql://postgres:Pw-in-dsn-42@/postgres?host={dir}&port={}",
         b.port
     );
-    let out = bin()
-        .args(["restore", "--bucket"])
-        .arg(tmp.path())
-        .args(["--backup-id", ID, "--target", &uri, "--yes"])
+    let out = restore_cmd(tmp.path())
+        .args(["--target", &uri, "--yes"])
         .env("A9S_SECRET", SECRET)
         .env_remove("PGPASSWORD")
         .run();
@@ -783,10 +782,8 @@ fn secrets_stay_out_of_children_argv_and_environment() {
         ),
     )
     .unwrap();
-    let out = bin()
-        .args(["restore", "--bucket"])
-        .arg(tmp.path())
-        .args(["--backup-id", ID, "--target", &uri, "--yes", "--plan"])
+    let out = restore_cmd(tmp.path())
+        .args(["--target", &uri, "--yes", "--plan"])
         .arg(&plan)
         .arg("--pg-bin")
         .arg(&wrap)
@@ -861,15 +858,7 @@ fn ctrl_c_during_a_stage_stops_its_child_and_keeps_the_journal_consistent() {
 }
 
 fn interrupt_during_a_stage(signal: &str, code: i32, said: &str) {
-    let tmp = tempfile::tempdir().unwrap();
-    assert!(pack(
-        tmp.path(),
-        ID,
-        b"--\n-- PostgreSQL database dump\n--\n",
-        &[]
-    )
-    .status
-    .success());
+    let tmp = tiny_backup();
     let work = tempfile::tempdir().unwrap();
     let pidfile = work.path().join("stage.pid");
     let grandfile = work.path().join("grandchild.pid");
@@ -884,17 +873,8 @@ fn interrupt_during_a_stage(signal: &str, code: i32, said: &str) {
     )
     .unwrap();
     let journal = work.path().join("j.jsonl");
-    let child = bin()
-        .args(["restore", "--bucket"])
-        .arg(tmp.path())
-        .args([
-            "--backup-id",
-            ID,
-            "--target",
-            "host=/nonexistent dbname=x",
-            "--yes",
-            "--plan",
-        ])
+    let child = restore_cmd(tmp.path())
+        .args(["--target", "host=/nonexistent dbname=x", "--yes", "--plan"])
         .arg(&plan)
         .arg("--journal")
         .arg(&journal)
@@ -947,10 +927,8 @@ fn sigterm_during_a_busy_psql_stops_it() {
     assert!(pack(tmp.path(), ID, &dump, &[]).status.success());
     let work = tempfile::tempdir().unwrap();
     let journal = work.path().join("j.jsonl");
-    let child = bin()
-        .args(["restore", "--bucket"])
-        .arg(tmp.path())
-        .args(["--backup-id", ID, "--target", &b.dsn("postgres"), "--yes"])
+    let child = restore_cmd(tmp.path())
+        .args(["--target", &b.dsn("postgres"), "--yes"])
         .arg("--journal")
         .arg(&journal)
         .env("A9S_SECRET", SECRET)
