@@ -1234,14 +1234,7 @@ impl TempCluster {
         let parent = parent
             .map(Path::to_path_buf)
             .unwrap_or_else(std::env::temp_dir);
-        let dir = parent.join(format!(
-            "a9s-drill-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or(0)
-        ));
+        let dir = parent.join(format!("a9s-drill-{}", crate::unique_suffix()));
         std::fs::create_dir_all(&dir).map_err(|e| Error::Output {
             what: dir.display().to_string(),
             source: e,

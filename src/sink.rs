@@ -136,12 +136,8 @@ impl Output {
             } => {
                 crate::pg::ensure_dir(spool_dir)?;
                 let path = spool_dir.join(format!(
-                    "a9s-recover-spool-{}-{}.pgdump",
-                    std::process::id(),
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_nanos())
-                        .unwrap_or(0)
+                    "a9s-recover-spool-{}.pgdump",
+                    crate::unique_suffix()
                 ));
                 let file = OpenOptions::new()
                     .write(true)
