@@ -276,7 +276,7 @@ pub async fn make_synthetic_backup(
 
 /// The manual's pipeline over a local directory of parts, as `sh -c`; the secret travels in
 /// the environment (`-pass env:`), never in argv.
-fn reference_command(dir: &Path, backup: &pipeline::Plan) -> String {
+fn reference_command(dir: &Path, backup: &pipeline::PreparedBackup) -> String {
     let cat = if backup.backup.parts.len() == 1 {
         format!("cat '{}'", dir.join(&backup.backup.parts[0].name).display())
     } else {

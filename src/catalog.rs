@@ -239,6 +239,10 @@ pub struct BackupSummary {
     pub complete: bool,
     /// Why it is not complete.
     pub problem: Option<String>,
+    /// Complete as far as the names and sizes tell, but worth a look: the last part is as
+    /// large as the others and no metadata gives the total (a cut at a part boundary?).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// Whether `id` belongs to `instance` (`<instance>-<timestamp>`).
@@ -255,15 +259,30 @@ pub fn summarize(objects: &[ObjectMeta], instance: Option<&str>) -> Vec<BackupSu
         .map(|id| {
             let ts = split_backup_id(&id);
             let has_meta = objects.iter().any(|o| o.name == metadata_name(&id));
+            let mut warning = None;
             let (parts, size, problem) = match select_parts(&id, "", objects) {
-                Ok(b) => (b.parts.len(), b.total_size(), None),
+                Ok(b) => {
+                    if !has_meta
+                        && b.parts.len() > 1
+                        && b.parts.iter().all(|p| p.size == b.parts[0].size)
+                    {
+                        warning = Some(
+                            "last part as large as the others: cut at a part boundary?".into(),
+                        );
+                    }
+                    (b.parts.len(), b.total_size(), None)
+                }
                 Err(Error::NoSuchBackup { .. }) => (0, 0, Some("no parts".to_string())),
                 Err(e) => {
                     let n: Vec<&ObjectMeta> = objects
                         .iter()
                         .filter(|o| part_index(&id, &o.name).is_some())
                         .collect();
-                    (n.len(), n.iter().map(|o| o.size).sum(), Some(e.to_string()))
+                    (
+                        n.len(),
+                        n.iter().map(|o| o.size).sum(),
+                        Some(listing_reason(&e)),
+                    )
                 }
             };
             BackupSummary {
@@ -275,10 +294,101 @@ pub fn summarize(objects: &[ObjectMeta], instance: Option<&str>) -> Vec<BackupSu
                 metadata: has_meta,
                 complete: problem.is_none(),
                 problem,
+                warning,
                 backup_id: id,
             }
         })
         .collect()
+}
+
+/// Why a backup is not complete, in the words of a listing (not of a failed recovery).
+pub fn listing_reason(e: &Error) -> String {
+    match e {
+        Error::MissingParts {
+            missing,
+            missing_count,
+            found,
+            ..
+        } => {
+            let shown: Vec<String> = missing.iter().take(5).map(u64::to_string).collect();
+            let more = if *missing_count > shown.len() as u64 {
+                format!(" and {} more", missing_count - shown.len() as u64)
+            } else {
+                String::new()
+            };
+            format!(
+                "part {}{more} missing ({found} found): upload in progress, or parts lost?",
+                shown.join(", ")
+            )
+        }
+        Error::EmptyPart { part } => format!("part {part} is empty: upload interrupted?"),
+        Error::AmbiguousParts { reason, .. } => format!("ambiguous: {reason}"),
+        Error::MetadataMismatch { reason, .. } => format!("disagrees with its metadata: {reason}"),
+        Error::BadMetadata { reason, .. } => format!("metadata unreadable: {reason}"),
+        Error::TruncatedTail { .. } => "last block invalid: truncated?".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// A backup the clock says cannot exist yet: more than a day ahead of now.
+const FUTURE_SLACK_MS: u64 = 24 * 3600 * 1000;
+
+/// The smallest whole encrypted backup: the `Salted__` header and one cipher block.
+pub const MIN_BACKUP_SIZE: u64 = 32;
+
+/// Marks what only looks complete: dated in the future, too small to hold a header and a
+/// block, or without metadata while other backups of the same instance have it (an upload in
+/// progress writes its metadata last). `now_ms`: milliseconds since the epoch.
+pub fn mark_implausible(summaries: &mut [BackupSummary], now_ms: u64) {
+    let with_meta: Vec<String> = summaries
+        .iter()
+        .filter(|s| s.metadata)
+        .filter_map(|s| s.instance_id.clone())
+        .collect();
+    for s in summaries.iter_mut().filter(|s| s.complete) {
+        let problem = if s.timestamp_ms.is_some_and(|t| t > now_ms + FUTURE_SLACK_MS) {
+            Some("dated in the future: not a backup of this instance?".to_string())
+        } else if s.size < MIN_BACKUP_SIZE {
+            Some(format!(
+                "{} bytes, too small to hold a backup: a stray file?",
+                s.size
+            ))
+        } else if !s.metadata
+            && s.instance_id
+                .as_ref()
+                .is_some_and(|i| with_meta.contains(i))
+        {
+            Some("no metadata while the others have it: upload in progress?".to_string())
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            s.complete = false;
+            s.problem = Some(p);
+        }
+    }
+}
+
+/// A part name or a metadata name given where a backup id belongs: `ID-1`, `ID.json`.
+/// `objects` is a listing with the prefix the returned id would have. Says which backup to
+/// name instead.
+pub fn misnamed_backup_id(id: &str, objects: &[ObjectMeta]) -> Option<String> {
+    if let Some(base) = id.strip_suffix(".json") {
+        return Some(format!(
+            "`{id}` is the metadata file of backup `{base}`, not a backup id; use --backup-id {base}"
+        ));
+    }
+    let (base, _) = id.rsplit_once('-')?;
+    let index = part_index(base, id)?;
+    split_backup_id(base)?;
+    let siblings = objects.iter().any(|o| {
+        o.name != id && (o.name == metadata_name(base) || part_index(base, &o.name).is_some())
+    });
+    siblings.then(|| {
+        format!(
+            "`{id}` is part {index} of backup `{base}`, not a backup id; use --backup-id {base}"
+        )
+    })
 }
 
 /// What we write into, and read from, `<backup-id>.json`. Every field is optional when
@@ -519,13 +629,72 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].backup_id, "inst-1700000000000");
         assert!(!s[0].complete);
-        assert!(s[0].problem.as_deref().unwrap().contains("part index 2"));
+        let problem = s[0].problem.as_deref().unwrap();
+        assert!(problem.contains("part 2 missing"), "{problem}");
+        // Listing words, not the recovery error's.
+        assert!(!problem.contains("Nothing was written"), "{problem}");
         assert!(s[0].metadata);
         assert_eq!(s[1].backup_id, "inst-1600000000000");
         assert!(s[1].complete);
         assert_eq!(s[1].size, 20);
         assert_eq!(s[1].time_utc.as_deref(), Some("2020-09-13T12:26:40.000Z"));
         assert_eq!(summarize(&objs, None).len(), 3);
+    }
+
+    /// Issue 10: `latest` took a stray file dated in the year 5138, then an upload still in
+    /// progress (no metadata while the complete backups have it).
+    #[test]
+    fn implausible_backups_are_not_complete() {
+        let mut objs: Vec<ObjectMeta> = (1..=20)
+            .map(|i| obj(&format!("inst-1700000000000-{i}"), 4096))
+            .collect();
+        objs.push(obj("inst-1700000000000.json", 500));
+        objs.extend((1..=3).map(|i| obj(&format!("inst-1700000500000-{i}"), 4096)));
+        objs.push(obj("inst-99999999999999-1", 5));
+        objs.push(obj("inst-1700000400000-1", 20));
+        let mut s = summarize(&objs, Some("inst"));
+        let now = 1_700_000_600_000;
+        mark_implausible(&mut s, now);
+        let state = |id: &str| {
+            let b = s.iter().find(|b| b.backup_id == id).unwrap();
+            (b.complete, b.problem.clone().unwrap_or_default())
+        };
+        let (ok, why) = state("inst-99999999999999");
+        assert!(!ok && why.contains("dated in the future"), "{why}");
+        let (ok, why) = state("inst-1700000500000");
+        assert!(
+            !ok && why.contains("no metadata while the others have it"),
+            "{why}"
+        );
+        let (ok, why) = state("inst-1700000400000");
+        assert!(!ok && why.contains("too small"), "{why}");
+        assert_eq!(state("inst-1700000000000"), (true, String::new()));
+        // Without metadata anywhere, a backup without it is fine.
+        let mut alone = summarize(&objs[..20], Some("inst"));
+        mark_implausible(&mut alone, now);
+        assert!(alone[0].complete);
+    }
+
+    #[test]
+    fn part_and_metadata_names_are_not_backup_ids() {
+        let objs: Vec<ObjectMeta> = (1..=14)
+            .map(|i| obj(&format!("{ID}-{i}"), 10))
+            .chain([obj(&format!("{ID}.json"), 5)])
+            .collect();
+        let why = misnamed_backup_id(&format!("{ID}-1"), &objs).unwrap();
+        assert!(
+            why.contains(&format!("is part 1 of backup `{ID}`")),
+            "{why}"
+        );
+        assert!(why.contains(&format!("--backup-id {ID}")), "{why}");
+        let why = misnamed_backup_id(&format!("{ID}-14"), &objs).unwrap();
+        assert!(why.contains("part 14"), "{why}");
+        let why = misnamed_backup_id(&format!("{ID}.json"), &[]).unwrap();
+        assert!(why.contains("metadata file"), "{why}");
+        assert_eq!(misnamed_backup_id(ID, &objs), None);
+        // One-blob backups of an instance are each their own backup.
+        let blobs = [obj("inst-1700000000000", 64), obj("inst-1700000000001", 64)];
+        assert_eq!(misnamed_backup_id("inst-1700000000000", &blobs), None);
     }
 
     #[test]

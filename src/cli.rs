@@ -12,9 +12,11 @@ use std::collections::BTreeMap;
 use a9s_recover::crypto::{Digest, Kdf, DEFAULT_PBKDF2_ITER};
 use a9s_recover::pack::{self, PackRequest};
 use a9s_recover::pg::{ConnInfo, PgTools};
-use a9s_recover::pipeline::{self, KdfChoice, Plan, Report, Request, RunOptions};
+use a9s_recover::pipeline::{self, KdfChoice, PreparedBackup, Report, Request, RunOptions};
 use a9s_recover::plan::PlanFile;
-use a9s_recover::restore::{self, DumpFormat, RestoreOptions, RestoreReport, TempCluster};
+use a9s_recover::restore::{
+    self, Confirmation, DumpFormat, RestoreOptions, RestoreReport, TempCluster,
+};
 use a9s_recover::sink::Output;
 use a9s_recover::source::{CloudOptions, Location, Source, StorageKind, Throttled};
 use a9s_recover::{format_bytes, parse_size, Secret, Shutdown};
@@ -306,6 +308,14 @@ pub struct ListArgs {
     #[arg(long, value_name = "ID")]
     pub instance_id: Option<String>,
 
+    /// With a secret (A9S_SECRET, --secret-file or --secret), the end of every backup that
+    /// looks complete is checked too (its last block's padding), as `latest` does.
+    #[command(flatten)]
+    pub secret: SecretArgs,
+
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+
     /// Print the list as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -445,6 +455,13 @@ pub struct RestoreArgs {
     /// Skip the row-count verification.
     #[arg(long)]
     pub no_verify: bool,
+
+    /// Do not read the whole backup before the plan's destructive stages. By default, when a
+    /// destructive stage comes before the stream (stopping standbys, dropping slots or
+    /// schemas...), the backup is read and checked once first, so that nothing is stopped or
+    /// dropped for a backup that turns out truncated or corrupt; this costs one more read.
+    #[arg(long)]
+    pub no_verify_first: bool,
 }
 
 #[derive(Debug, Args)]
@@ -510,7 +527,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<()> {
         None => recover(cli.recover, ui, shutdown).await,
         Some(Command::Verify(v)) => verify(v, ui, shutdown).await,
         Some(Command::Pack(p)) => pack_cmd(p, ui, shutdown).await,
-        Some(Command::List(l)) => list_cmd(l).await,
+        Some(Command::List(l)) => list_cmd(l, ui).await,
         Some(Command::Restore(r)) => restore_cmd(*r, ui, shutdown).await,
         Some(Command::Drill(d)) => drill_cmd(*d, ui, shutdown).await,
         Some(Command::Bench(b)) => bench_cmd(b, ui, shutdown).await,
@@ -552,19 +569,48 @@ async fn open_source(args: &SourceArgs) -> anyhow::Result<Arc<dyn Source>> {
         read_timeout: (args.read_timeout > 0)
             .then(|| std::time::Duration::from_secs(args.read_timeout)),
     };
-    let source = Location::parse(bucket, kind)?.open(&opts).await?;
+    let location = Location::parse(bucket, kind)?;
+    let source = match location.open(&opts).await {
+        Err(a9s_recover::Error::NoCredentials { location, .. })
+            if !bucket.contains("://") && kind.is_none() =>
+        {
+            return Err(a9s_recover::Error::NoCredentials {
+                location,
+                hint: format!(
+                    "`{bucket}` is not a local directory, so it was taken for an S3 bucket (for a directory, write ./{bucket}); "
+                ),
+            }
+            .into())
+        }
+        r => r?,
+    };
     Ok(match args.limit_rate {
         Some(rate) => Arc::new(Throttled::new(source, rate)),
         None => source,
     })
 }
 
-/// Finds the secret: --secret, --secret-file, A9S_SECRET, else a prompt on the terminal.
-fn resolve_secret(args: &SecretArgs, ui: Ui, prompt: bool) -> anyhow::Result<Option<Secret>> {
+/// Finds the secret: --secret, --secret-file, A9S_SECRET, else a prompt on the terminal. An
+/// empty secret from any of them is no secret given.
+fn resolve_secret(
+    args: &SecretArgs,
+    ui: Ui,
+    prompt: bool,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<Secret>> {
+    let empty = |from: &str| -> anyhow::Error {
+        a9s_recover::Error::Config(format!(
+            "no secret given: {from} is empty. Give the backup secret with A9S_SECRET=..., --secret-file PATH or --secret"
+        ))
+        .into()
+    };
     if let Some(s) = &args.secret {
         ui.notice(
             "warning: --secret is visible to other users in `ps`; prefer A9S_SECRET=... or --secret-file",
         );
+        if s.is_empty() {
+            return Err(empty("--secret"));
+        }
         return Ok(Some(Secret::new(s.clone())));
     }
     if let Some(path) = &args.secret_file {
@@ -577,19 +623,83 @@ fn resolve_secret(args: &SecretArgs, ui: Ui, prompt: bool) -> anyhow::Result<Opt
             }
         }
         if bytes.is_empty() {
-            bail!("the secret file {} is empty", path.display());
+            return Err(empty(&format!("the secret file {}", path.display())));
         }
         return Ok(Some(Secret::new(bytes)));
     }
     if let Some(v) = std::env::var_os("A9S_SECRET") {
         use std::os::unix::ffi::OsStringExt;
+        if v.is_empty() {
+            return Err(empty("A9S_SECRET"));
+        }
         return Ok(Some(Secret::new(v.into_vec())));
     }
     if prompt && std::io::stdin().is_terminal() {
-        let s = rpassword::prompt_password("Backup secret: ").context("reading the secret")?;
+        let tty = std::fs::File::open("/dev/tty").ok();
+        let saved = tty
+            .as_ref()
+            .and_then(|t| rustix::termios::tcgetattr(t).ok());
+        let read = interruptible(shutdown, || rpassword::prompt_password("Backup secret: "));
+        let s = match read {
+            // The signal interrupted the read itself before the shutdown was seen.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                eprintln!();
+                let signal = (0..40)
+                    .find_map(|_| {
+                        let r = shutdown.reason();
+                        if r.is_none() {
+                            std::thread::sleep(std::time::Duration::from_millis(25));
+                        }
+                        r
+                    })
+                    .unwrap_or("Ctrl-C");
+                return Err(a9s_recover::Error::Interrupted { signal }.into());
+            }
+            Ok(r) => r.context("reading the secret")?,
+            Err(e) => {
+                // The reading thread is still blocked with echo off: give the terminal back.
+                if let (Some(t), Some(saved)) = (&tty, &saved) {
+                    let _ =
+                        rustix::termios::tcsetattr(t, rustix::termios::OptionalActions::Now, saved);
+                }
+                eprintln!();
+                return Err(e.into());
+            }
+        };
+        if s.is_empty() {
+            return Err(empty("the secret typed at the prompt"));
+        }
         return Ok(Some(Secret::new(s)));
     }
     Ok(None)
+}
+
+/// Runs a blocking read (a prompt) on its own thread and waits for it, or for Ctrl-C or
+/// SIGTERM, whichever comes first: an operator's Ctrl-C at a prompt ends the run at once.
+fn interruptible<T: Send + 'static>(
+    shutdown: &Shutdown,
+    read: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, a9s_recover::Error> {
+    use std::sync::mpsc::{channel, RecvTimeoutError};
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(read());
+    });
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(v) => return Ok(v),
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(signal) = shutdown.reason() {
+                    return Err(a9s_recover::Error::Interrupted { signal });
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(a9s_recover::Error::Interrupted {
+                    signal: shutdown.reason().unwrap_or("a failed prompt"),
+                })
+            }
+        }
+    }
 }
 
 fn kdf_choice(args: &KdfArgs) -> KdfChoice {
@@ -637,9 +747,12 @@ fn request(
     })
 }
 
-fn describe_plan(plan: &Plan, ui: Ui) {
+fn describe_plan(plan: &PreparedBackup, ui: Ui) {
     for n in &plan.notices {
         ui.notice(n);
+    }
+    if let Some(w) = &plan.tail_warning {
+        ui.detail(w);
     }
     ui.detail(&format!(
         "backup {} in {}: {} part(s), {} stored{}",
@@ -657,7 +770,7 @@ fn describe_plan(plan: &Plan, ui: Ui) {
         Some(k) => ui.detail(&format!("encryption: aes-256-cbc, key derivation {k}")),
         None => ui.detail("encryption: none"),
     }
-    ui.detail(&format!("compression: {:?}", plan.compression).to_lowercase());
+    ui.detail(&format!("compression: {}", plan.compression.name()));
     ui.detail(&format!(
         "fetch: {} ranged reads of {} in flight (at most {} buffered)",
         plan.fetch.concurrency,
@@ -669,10 +782,7 @@ fn describe_plan(plan: &Plan, ui: Ui) {
 async fn recover(args: RecoverArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<()> {
     let source = open_source(&args.source).await?;
     let output = match &args.output {
-        Some(path) => Output::File {
-            path: path.clone(),
-            force: args.force,
-        },
+        Some(path) => Output::file(path.clone(), args.force),
         None => Output::Stdout,
     };
     output.preflight()?;
@@ -680,7 +790,7 @@ async fn recover(args: RecoverArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
         .backup_id
         .as_deref()
         .expect("clap requires --backup-id");
-    let secret = resolve_secret(&args.secret, ui, true)?;
+    let secret = resolve_secret(&args.secret, ui, true, &shutdown)?;
     let req = request(
         backup_id,
         args.instance_id.as_deref(),
@@ -697,7 +807,30 @@ async fn recover(args: RecoverArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
         part_digests: false,
         shutdown,
     };
-    let report = pipeline::run(plan, &output, opts).await?;
+    let report = match pipeline::run(plan, &output, opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            match (&e, output.is_stream()) {
+                (a9s_recover::Error::BrokenPipe, _) => {}
+                (_, true) => eprintln!(
+                    "a9s-recover: what was written to {} is incomplete: do not use it",
+                    match &args.output {
+                        Some(p) if output != Output::Stdout => p.display().to_string(),
+                        _ => "standard output".into(),
+                    }
+                ),
+                (_, false) => {
+                    if let Some(p) = &args.output {
+                        ui.notice(&format!(
+                            "nothing was left at {} (the partial output was removed)",
+                            p.display()
+                        ));
+                    }
+                }
+            }
+            return Err(e.into());
+        }
+    };
     describe_report(&report, ui);
     if let Some(path) = &args.output {
         ui.notice(&format!(
@@ -714,7 +847,7 @@ async fn recover(args: RecoverArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
 
 fn describe_report(r: &Report, ui: Ui) {
     ui.detail(&format!(
-        "dump: {}, {} ({} compressed, inflated with {:?})",
+        "dump: {}, {} ({} compressed, inflated with {})",
         r.dump_kind.describe(),
         format_bytes(r.bytes_dump),
         format_bytes(r.bytes_compressed),
@@ -726,23 +859,38 @@ fn describe_report(r: &Report, ui: Ui) {
 }
 
 async fn verify(args: VerifyArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<()> {
-    let (source, req) = backup_request(&args.backup, ui).await?;
-    let plan = pipeline::prepare(source, &req).await?;
-    describe_plan(&plan, ui);
-    let opts = RunOptions {
-        progress: ui.progress,
-        hash: true,
-        count_rows: true,
-        part_digests: true,
-        shutdown,
-    };
-    let report = pipeline::run(plan, &Output::Discard, opts).await?;
-    if args.json {
-        print_stdout(&serde_json::to_string_pretty(&report)?)?;
-    } else {
-        print_stdout(&verify_text(&report))?;
+    let (source, req) = backup_request(&args.backup, ui, &shutdown).await?;
+    let result: anyhow::Result<Report> = async {
+        let plan = pipeline::prepare(source, &req).await?;
+        describe_plan(&plan, ui);
+        let opts = RunOptions {
+            progress: ui.progress,
+            hash: true,
+            count_rows: true,
+            part_digests: true,
+            shutdown,
+        };
+        Ok(pipeline::run(plan, &Output::Discard, opts).await?)
     }
-    Ok(())
+    .await;
+    match result {
+        Ok(report) if args.json => {
+            let mut v = serde_json::to_value(&report)?;
+            let obj = v.as_object_mut().expect("an object");
+            obj.insert("ok".into(), true.into());
+            obj.insert("result".into(), "ok".into());
+            print_stdout(&serde_json::to_string_pretty(&v)?)
+        }
+        Ok(report) => print_stdout(&verify_text(&report)),
+        Err(e) => {
+            let r: anyhow::Result<()> = Err(e);
+            let mut v = serde_json::json!({ "result": "failed" });
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("backup_id".into(), args.backup.backup_id.clone().into());
+            }
+            finish_json(args.json, r, Some(&v), ui)
+        }
+    }
 }
 
 fn verify_text(r: &Report) -> String {
@@ -766,8 +914,8 @@ fn verify_text(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "compression  {}{}, {}, inflated with {:?}",
-        format!("{:?}", r.compression).to_lowercase(),
+        "compression  {}{}, {}, inflated with {}",
+        r.compression.name(),
         r.gzip_members
             .map(|m| format!(", {m} member(s)"))
             .unwrap_or_default(),
@@ -824,7 +972,7 @@ fn verify_text(r: &Report) -> String {
 
 async fn pack_cmd(args: PackArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<()> {
     let source = open_source(&args.source).await?;
-    let secret = resolve_secret(&args.secret, ui, true)?.ok_or_else(|| {
+    let secret = resolve_secret(&args.secret, ui, true, &shutdown)?.ok_or_else(|| {
         anyhow::anyhow!(
             "pack encrypts the backup and needs a secret: A9S_SECRET=..., --secret-file PATH or --secret"
         )
@@ -877,9 +1025,14 @@ async fn pack_cmd(args: PackArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<
     Ok(())
 }
 
-async fn list_cmd(args: ListArgs) -> anyhow::Result<()> {
+async fn list_cmd(args: ListArgs, ui: Ui) -> anyhow::Result<()> {
     let source = open_source(&args.source).await?;
-    let backups = pipeline::list_backups(source.clone(), args.instance_id.as_deref()).await?;
+    let mut backups = pipeline::list_backups(source.clone(), args.instance_id.as_deref()).await?;
+    if let Some(secret) = resolve_secret(&args.secret, ui, false, &Shutdown::new())? {
+        let mut req = Request::new("", Some(secret));
+        req.kdf = kdf_choice(&args.kdf);
+        pipeline::probe_listed(source.clone(), &mut backups, &req).await;
+    }
     if args.json {
         return print_stdout(&serde_json::to_string_pretty(&backups)?);
     }
@@ -900,7 +1053,10 @@ async fn list_cmd(args: ListArgs) -> anyhow::Result<()> {
     for b in &backups {
         let state = match (&b.problem, b.metadata) {
             (None, true) => "complete".to_string(),
-            (None, false) => "complete (no metadata)".to_string(),
+            (None, false) => match &b.warning {
+                Some(w) => format!("complete (no metadata; {w})"),
+                None => "complete (no metadata)".to_string(),
+            },
             (Some(p), _) => format!("INCOMPLETE: {p}"),
         };
         out.push_str(&format!(
@@ -914,9 +1070,13 @@ async fn list_cmd(args: ListArgs) -> anyhow::Result<()> {
     print_stdout(&out)
 }
 
-async fn backup_request(b: &BackupArgs, ui: Ui) -> anyhow::Result<(Arc<dyn Source>, Request)> {
+async fn backup_request(
+    b: &BackupArgs,
+    ui: Ui,
+    shutdown: &Shutdown,
+) -> anyhow::Result<(Arc<dyn Source>, Request)> {
     let source = open_source(&b.source).await?;
-    let secret = resolve_secret(&b.secret, ui, true)?;
+    let secret = resolve_secret(&b.secret, ui, true, shutdown)?;
     let req = request(
         &b.backup_id,
         b.instance_id.as_deref(),
@@ -962,17 +1122,19 @@ fn restore_options(
         resume: false,
         redo_interrupted: false,
         verify: true,
+        verify_first: true,
         yes: false,
         progress: ui.progress,
         shutdown,
     }
 }
 
-/// Asks on the terminal before destructive stages; never when stdin is not a terminal.
-fn confirm_on_terminal(stages: &[String]) -> bool {
+/// Asks on the terminal before destructive stages; never when stdin is not a terminal. The
+/// answer is read on its own thread, so that Ctrl-C at the prompt ends the run at once.
+fn confirm_on_terminal(stages: &[String], shutdown: &Shutdown) -> Confirmation {
     use std::io::{BufRead, Write};
     if !std::io::stdin().is_terminal() {
-        return false;
+        return Confirmation::NoTerminal;
     }
     eprintln!("a9s-recover: these stages change the target:");
     for s in stages {
@@ -980,8 +1142,18 @@ fn confirm_on_terminal(stages: &[String]) -> bool {
     }
     eprint!("Type yes to run them: ");
     let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim() == "yes"
+    let answer = interruptible(shutdown, || {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map(|_| line)
+    });
+    match answer {
+        Ok(Ok(line)) if line.trim() == "yes" => Confirmation::Confirmed,
+        Ok(_) => Confirmation::Declined,
+        Err(_) => {
+            eprintln!();
+            Confirmation::Interrupted(shutdown.reason().unwrap_or("Ctrl-C"))
+        }
+    }
 }
 
 fn parse_vars(vars: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -995,6 +1167,18 @@ fn parse_vars(vars: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 async fn restore_cmd(args: RestoreArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<()> {
+    let json = args.load.json;
+    let mut report = None;
+    let result = restore_inner(args, ui, shutdown, &mut report).await;
+    finish_json(json, result, report.as_ref(), ui)
+}
+
+async fn restore_inner(
+    args: RestoreArgs,
+    ui: Ui,
+    shutdown: Shutdown,
+    report_out: &mut Option<RestoreReport>,
+) -> anyhow::Result<()> {
     let target = ConnInfo::parse(args.target.as_deref().unwrap_or(""))?;
     let (plan_name, plan_file) = match (&args.preset, &args.plan) {
         (Some(p), _) => (p.clone(), PlanFile::preset(p)?),
@@ -1011,12 +1195,13 @@ async fn restore_cmd(args: RestoreArgs, ui: Ui, shutdown: Shutdown) -> anyhow::R
         ),
     };
     let vars = parse_vars(&args.vars)?;
-    let (source, req) = backup_request(&args.backup, ui).await?;
-    let mut opts = restore_options(&args.load, target, ui, shutdown);
+    let (source, req) = backup_request(&args.backup, ui, &shutdown).await?;
+    let mut opts = restore_options(&args.load, target, ui, shutdown.clone());
     opts.journal = args.journal.clone();
     opts.resume = args.resume;
     opts.redo_interrupted = args.redo_interrupted;
     opts.verify = !args.no_verify;
+    opts.verify_first = !args.no_verify_first;
     opts.yes = args.yes;
     let prepared =
         restore::prepare_restore(source, &req, &plan_name, &plan_file, &vars, &opts).await?;
@@ -1025,14 +1210,47 @@ async fn restore_cmd(args: RestoreArgs, ui: Ui, shutdown: Shutdown) -> anyhow::R
         return print_stdout(prepared.render(&opts).trim_end());
     }
     let notify = |m: &str| ui.notice(m);
-    let report = restore::run_restore(prepared, &opts, &notify, &confirm_on_terminal).await?;
-    finish_restore(&report, args.load.json, ui)
+    let report = report_out.insert(prepared.report(&opts));
+    let confirm = |stages: &[String]| confirm_on_terminal(stages, &shutdown);
+    restore::run_restore(prepared, report, &opts, &notify, &confirm).await?;
+    if !args.load.json {
+        restored_notice(report, ui);
+    }
+    Ok(())
 }
 
-fn finish_restore(report: &RestoreReport, json: bool, ui: Ui) -> anyhow::Result<()> {
-    if json {
-        return print_stdout(&serde_json::to_string_pretty(report)?);
+/// With `--json`, stdout gets one JSON object whether the run succeeded or not: `ok`, and on
+/// failure `error` and its `kind`, with the report of what was done and measured so far.
+fn finish_json<T: serde::Serialize>(
+    json: bool,
+    result: anyhow::Result<()>,
+    report: Option<&T>,
+    _ui: Ui,
+) -> anyhow::Result<()> {
+    if !json
+        || matches!(&result, Err(e) if e.downcast_ref::<a9s_recover::Error>().is_some_and(|e| matches!(e, a9s_recover::Error::BrokenPipe)))
+    {
+        return result;
     }
+    let mut v = match report {
+        Some(r) => serde_json::to_value(r)?,
+        None => serde_json::json!({}),
+    };
+    let obj = v.as_object_mut().expect("reports are JSON objects");
+    obj.insert("ok".into(), result.is_ok().into());
+    if let Err(e) = &result {
+        let (msg, kind) = match e.downcast_ref::<a9s_recover::Error>() {
+            Some(lib) => (lib.to_string(), lib.kind()),
+            None => (format!("{e:#}"), "other"),
+        };
+        obj.insert("error".into(), msg.into());
+        obj.insert("kind".into(), kind.into());
+    }
+    print_stdout(&serde_json::to_string_pretty(&v)?)?;
+    result
+}
+
+fn restored_notice(report: &RestoreReport, ui: Ui) {
     if let Some(v) = &report.verification {
         if ui.verbose {
             eprintln!("{}", restore::render_checks(v));
@@ -1055,14 +1273,25 @@ fn finish_restore(report: &RestoreReport, json: bool, ui: Ui) -> anyhow::Result<
             .map(|s| format!("; dump sha256 {s}"))
             .unwrap_or_default()
     ));
-    Ok(())
 }
 
 async fn drill_cmd(args: DrillArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<()> {
+    let json = args.load.json;
+    let mut report = None;
+    let result = drill_inner(args, ui, shutdown, &mut report).await;
+    finish_json(json, result, report.as_ref(), ui)
+}
+
+async fn drill_inner(
+    args: DrillArgs,
+    ui: Ui,
+    shutdown: Shutdown,
+    report_out: &mut Option<RestoreReport>,
+) -> anyhow::Result<()> {
     let tools = PgTools {
         bin_dir: args.load.pg_bin.clone(),
     };
-    let (source, req) = backup_request(&args.backup, ui).await?;
+    let (source, req) = backup_request(&args.backup, ui, &shutdown).await?;
     ui.notice("starting a throwaway PostgreSQL cluster");
     let mut cluster = TempCluster::start(&tools, args.work_dir.as_deref())?;
     let mut opts = restore_options(&args.load, cluster.conninfo(), ui, shutdown);
@@ -1072,7 +1301,11 @@ async fn drill_cmd(args: DrillArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
         restore::prepare_restore(source, &req, "drill", &plan, &BTreeMap::new(), &opts).await?;
     describe_plan(&prepared.backup, ui);
     let notify = |m: &str| ui.notice(m);
-    let result = restore::run_restore(prepared, &opts, &notify, &|_| true).await;
+    let report = report_out.insert(prepared.report(&opts));
+    let result = restore::run_restore(prepared, report, &opts, &notify, &|_| {
+        Confirmation::Confirmed
+    })
+    .await;
     if args.keep {
         cluster.keep();
         ui.notice(&format!(
@@ -1085,10 +1318,12 @@ async fn drill_cmd(args: DrillArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
     } else {
         cluster.stop();
     }
-    let report = result?;
-    finish_restore(&report, args.load.json, ui)?;
-    if !args.keep {
-        ui.notice("drill passed; the throwaway cluster was removed");
+    result?;
+    if !args.load.json {
+        restored_notice(report, ui);
+        if !args.keep {
+            ui.notice("drill passed; the throwaway cluster was removed");
+        }
     }
     Ok(())
 }
@@ -1116,7 +1351,7 @@ async fn bench_cmd(args: BenchArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
                 limit_rate: None,
             };
             let source = open_source(&src_args).await?;
-            let secret = resolve_secret(&args.secret, ui, true)?;
+            let secret = resolve_secret(&args.secret, ui, true, &shutdown)?;
             let local = match Location::parse(bucket, None)? {
                 Location::Local(p) => Some(p),
                 _ => None,

@@ -210,6 +210,20 @@ pub fn decrypt_first_block(key: &KeyIv, block: &[u8; BLOCK]) -> Result<[u8; BLOC
     Ok(first)
 }
 
+/// Decrypts one block with an explicit IV (the cipher block before it): the last block of a
+/// stream can be checked without reading the rest.
+pub fn decrypt_block_with_iv(
+    key: &KeyIv,
+    iv: &[u8; BLOCK],
+    block: &[u8; BLOCK],
+) -> Result<[u8; BLOCK]> {
+    let with_iv = KeyIv {
+        key: key.key,
+        iv: *iv,
+    };
+    decrypt_first_block(&with_iv, block)
+}
+
 /// Removes PKCS#7 padding from the final block; `None` when it is invalid.
 pub fn unpad(last: &[u8; BLOCK]) -> Option<usize> {
     let n = last[BLOCK - 1] as usize;

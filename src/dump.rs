@@ -293,6 +293,17 @@ pub struct CopyCounter {
     copy_line_head: [u8; 2],
     database: Option<String>,
     tables: Vec<TableRows>,
+    /// Every `\connect` target, in order of first appearance.
+    databases: Vec<String>,
+    /// The dump has pg_dump's object headers (`-- Name: ...`, `-- Data for Name: ...`): from
+    /// the first one on, a COPY block is only one that follows a `-- Data for Name: ...;
+    /// Type: TABLE DATA` header, never a line inside a string literal that looks like one.
+    /// Text without any header (hand-made SQL) is read line by line as before.
+    strict: bool,
+    /// A TABLE DATA header was seen and its statement has not begun.
+    data_header: bool,
+    /// A COPY statement whose quoted name spans lines (a newline inside `"..."`).
+    pending: Option<Vec<u8>>,
 }
 
 impl CopyCounter {
@@ -342,22 +353,67 @@ impl CopyCounter {
 
     fn statement_line(&mut self, line: &[u8]) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(mut stmt) = self.pending.take() {
+            stmt.push(b'\n');
+            stmt.extend_from_slice(line);
+            if stmt.len() <= MAX_LINE {
+                self.copy_statement(stmt);
+            }
+            return;
+        }
+        if line.starts_with(b"--") {
+            if line.starts_with(b"-- Data for Name: ") && contains(line, b"; Type: TABLE DATA") {
+                self.strict = true;
+                self.data_header = true;
+            } else if line.starts_with(b"-- Name: ") {
+                self.strict = true;
+                self.data_header = false;
+            }
+            return;
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        let after_header = std::mem::take(&mut self.data_header);
         if line.starts_with(b"COPY ") {
-            // `strip_suffix` on what follows the prefix: in `COPY FROM stdin;` the two share
-            // a space, and that line is no COPY header.
-            if let Some(body) = line[5..].strip_suffix(b" FROM stdin;") {
-                let table = copy_table_name(body);
-                self.tables.push(TableRows {
-                    database: self.database.clone(),
-                    table,
-                    rows: 0,
-                });
-                self.in_copy = true;
-                self.copy_line_len = 0;
+            if after_header || !self.strict {
+                self.copy_statement(line.to_vec());
             }
         } else if let Some(rest) = line.strip_prefix(b"\\connect ") {
-            self.database = parse_connect(&String::from_utf8_lossy(rest));
+            let db = parse_connect(&String::from_utf8_lossy(rest));
+            if let Some(d) = &db {
+                if !self.databases.contains(d) {
+                    self.databases.push(d.clone());
+                }
+            }
+            self.database = db;
         }
+    }
+
+    /// `COPY name [(columns)] FROM stdin;`, possibly spanning lines inside a quoted name.
+    fn copy_statement(&mut self, stmt: Vec<u8>) {
+        let quotes = stmt.iter().filter(|&&b| b == b'"').count();
+        if quotes % 2 == 1 {
+            // A newline inside a quoted identifier: the statement goes on.
+            self.pending = Some(stmt);
+            return;
+        }
+        // `strip_suffix` on what follows the prefix: in `COPY FROM stdin;` the two share
+        // a space, and that line is no COPY header.
+        let Some(body) = stmt[5..].strip_suffix(b" FROM stdin;") else {
+            return;
+        };
+        let table = copy_table_name(body);
+        if table.is_empty() {
+            return;
+        }
+        self.tables.push(TableRows {
+            database: self.database.clone(),
+            table,
+            rows: 0,
+        });
+        self.in_copy = true;
+        self.copy_line_len = 0;
     }
 
     fn feed_copy<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
@@ -402,22 +458,49 @@ impl CopyCounter {
         &self.tables
     }
 
-    /// Takes the result.
+    /// The `\connect` targets, in order of first appearance: the databases a pg_dumpall
+    /// (or `pg_dump --create`) restores into. Empty for a dump of one database without them.
+    pub fn databases(&self) -> &[String] {
+        &self.databases
+    }
+
+    /// Takes the result: one entry per table, the rows of several COPY blocks into the same
+    /// table summed (`pg_dump --load-via-partition-root` writes one per partition).
     pub fn into_tables(self) -> Vec<TableRows> {
-        self.tables
+        merge_tables(self.tables)
     }
 }
 
+/// Sums the rows of repeated (database, table) entries, keeping the order of first appearance.
+pub fn merge_tables(tables: Vec<TableRows>) -> Vec<TableRows> {
+    let mut out: Vec<TableRows> = Vec::with_capacity(tables.len());
+    let mut index: std::collections::HashMap<(Option<String>, String), usize> =
+        std::collections::HashMap::new();
+    for t in tables {
+        match index.get(&(t.database.clone(), t.table.clone())) {
+            Some(&i) => out[i].rows += t.rows,
+            None => {
+                index.insert((t.database.clone(), t.table.clone()), out.len());
+                out.push(t);
+            }
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(hay, needle).is_some()
+}
+
 fn copy_table_name(body: &[u8]) -> String {
-    // `schema.table (col, ...)` or `schema.table`; names may be double-quoted and contain
-    // spaces or parentheses, so scan for the column list outside quotes.
+    // `schema.table (col, ...)`, `schema.table`, or `schema.table ` (a table without columns:
+    // pg_dump writes `COPY t  FROM stdin;`); names may be double-quoted and contain spaces,
+    // parentheses or newlines, so the name ends at the first space outside quotes.
     let mut in_quotes = false;
     for (i, &b) in body.iter().enumerate() {
         match b {
             b'"' => in_quotes = !in_quotes,
-            b' ' if !in_quotes && body.get(i + 1) == Some(&b'(') => {
-                return String::from_utf8_lossy(&body[..i]).into_owned();
-            }
+            b' ' if !in_quotes => return String::from_utf8_lossy(&body[..i]).into_owned(),
             _ => {}
         }
     }
@@ -593,6 +676,54 @@ COPY public.orders FROM stdin;\nx\n\\.x\n\\.\nSELECT 1;\n";
         c.feed(b"COPY FROM stdin;\n1\n");
         assert!(c.tables().is_empty());
         assert!(!c.in_copy());
+    }
+
+    /// Issue 10: what pg_dump 15 writes for a COPY line inside a multi-line comment, a table
+    /// named with a newline, a table without columns, and `--load-via-partition-root`.
+    const PGDUMP15: &str = "--\n-- PostgreSQL database dump\n--\n\n\
+--\n-- Name: staging; Type: TABLE; Schema: public; Owner: postgres\n--\n\n\
+CREATE TABLE public.staging (a integer, b text);\n\n\
+--\n-- Name: TABLE staging; Type: COMMENT; Schema: public; Owner: postgres\n--\n\n\
+COMMENT ON TABLE public.staging IS 'Load with psql:\nCOPY public.staging (a, b) FROM stdin;\n1\tx\n\\.\n';\n\n\
+--\n-- Data for Name: new line; Type: TABLE DATA; Schema: public; Owner: postgres\n--\n\n\
+COPY public.\"new\nline\" (a) FROM stdin;\n1\n2\n\\.\n\n\
+--\n-- Data for Name: zero; Type: TABLE DATA; Schema: public; Owner: postgres\n--\n\n\
+COPY public.zero  FROM stdin;\n\n\n\n\\.\n\n\
+--\n-- Data for Name: m_1; Type: TABLE DATA; Schema: public; Owner: postgres\n--\n\n\
+COPY public.m (k) FROM stdin;\n1\n2\n\\.\n\n\
+--\n-- Data for Name: m_2; Type: TABLE DATA; Schema: public; Owner: postgres\n--\n\n\
+COPY public.m (k) FROM stdin;\n3\n\\.\n\n\
+--\n-- Data for Name: staging; Type: TABLE DATA; Schema: public; Owner: postgres\n--\n\n\
+COPY public.staging (a, b) FROM stdin;\n1\ta\n2\tb\n\\.\n";
+
+    #[test]
+    fn only_data_blocks_pg_dump_announces_are_counted() {
+        for step in [1, 2, 5, 13, 4096] {
+            let mut c = CopyCounter::new();
+            for ch in PGDUMP15.as_bytes().chunks(step) {
+                c.feed(ch);
+            }
+            assert!(!c.in_copy(), "step {step}");
+            let t = c.into_tables();
+            let got: Vec<(&str, u64)> = t.iter().map(|t| (t.table.as_str(), t.rows)).collect();
+            assert_eq!(
+                got,
+                [
+                    ("public.\"new\nline\"", 2),
+                    ("public.zero", 3),
+                    ("public.m", 3),
+                    ("public.staging", 2)
+                ],
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn databases_are_the_connect_targets() {
+        let mut c = CopyCounter::new();
+        c.feed(DUMP.as_bytes());
+        assert_eq!(c.databases(), ["template1", "my 'db", "shop"]);
     }
 
     #[test]

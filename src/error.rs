@@ -129,6 +129,14 @@ pub enum Error {
     BadPadding { at: PartOffset },
 
     /// openssl itself failed.
+    #[error(
+        "backup {backup_id} is truncated: its last cipher block ({at}) does not end in valid padding, \
+         so the stream was cut short (an upload still running or interrupted, or a part missing at the end) \
+         or the last part is corrupt. Found before anything was written or changed; pick another backup \
+         (`list`) or restore the missing end"
+    )]
+    TruncatedTail { backup_id: String, at: PartOffset },
+
     #[error("openssl failed while {doing}: {source}")]
     Openssl {
         doing: &'static str,
@@ -175,10 +183,19 @@ pub enum Error {
     },
 
     /// The output file exists and `--force` was not given.
+    #[error(
+        "{hint}no AWS credentials were found for {location} (looked in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, \
+         AWS_PROFILE and ~/.aws, SSO, web identity and instance metadata): set them, or pass --profile NAME"
+    )]
+    NoCredentials { location: String, hint: String },
+
     #[error("{} already exists; pass --force to replace it", .path.display())]
     OutputExists { path: PathBuf },
 
     /// Writing the output failed.
+    #[error("the output {} {why}", .path.display())]
+    OutputRefused { path: PathBuf, why: &'static str },
+
     #[error("writing {what} failed: {source}")]
     Output {
         what: String,
@@ -232,6 +249,17 @@ pub enum Error {
     },
 
     /// Restored row counts differ from the dump's.
+    #[error(
+        "database {from} is not one the dump restores ({}): renaming it to {to} would drop {to} \
+         and then fail. Nothing was dropped or renamed; check the rename's FROM (--var old_db?)",
+        .restored.join(", ")
+    )]
+    RenameSource {
+        from: String,
+        to: String,
+        restored: Vec<String>,
+    },
+
     #[error("verification failed: {count} table(s) have other row counts than the dump:\n{table}")]
     Verification { count: usize, table: String },
 
@@ -240,6 +268,9 @@ pub enum Error {
     NotConfirmed(String),
 
     /// The journal cannot be used.
+    #[error("aborted by the operator: nothing was changed")]
+    Declined,
+
     #[error("journal {path}: {reason}")]
     Journal { path: String, reason: String },
 
@@ -248,7 +279,7 @@ pub enum Error {
     Plan(String),
 
     /// Ctrl-C or SIGTERM.
-    #[error("interrupted by {signal}; partial output was removed")]
+    #[error("interrupted by {signal}")]
     Interrupted { signal: &'static str },
 
     /// An invalid option combination or value that clap cannot see.
@@ -261,6 +292,50 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error's kind, for scripts (`--json`): a stable snake_case name of the variant.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::BadLocation { .. } => "bad_location",
+            Error::LocationMissing { .. } => "location_missing",
+            Error::NoSuchBackup { .. } => "no_such_backup",
+            Error::MissingParts { .. } => "missing_parts",
+            Error::AmbiguousParts { .. } => "ambiguous_parts",
+            Error::EmptyPart { .. } => "empty_part",
+            Error::MetadataMismatch { .. } => "metadata_mismatch",
+            Error::BadMetadata { .. } => "bad_metadata",
+            Error::UnknownFormat { .. } => "unknown_format",
+            Error::WrongSecret { .. } => "wrong_secret",
+            Error::NotBlockAligned { .. } => "not_block_aligned",
+            Error::BadPadding { .. } => "bad_padding",
+            Error::TruncatedTail { .. } => "truncated_tail",
+            Error::Openssl { .. } => "openssl",
+            Error::Gzip { .. } => "gzip",
+            Error::ChecksumMismatch { .. } => "checksum_mismatch",
+            Error::ObjectChanged { .. } => "object_changed",
+            Error::Storage { .. } => "storage",
+            Error::NoCredentials { .. } => "no_credentials",
+            Error::OutputExists { .. } => "output_exists",
+            Error::OutputRefused { .. } => "output_refused",
+            Error::Output { .. } => "output",
+            Error::BrokenPipe => "broken_pipe",
+            Error::Input { .. } => "input",
+            Error::BackupExists { .. } => "backup_exists",
+            Error::ToolMissing { .. } => "tool_missing",
+            Error::Incompatible { .. } => "incompatible",
+            Error::Child { .. } => "child",
+            Error::Standby { .. } => "standby",
+            Error::Stage { .. } => "stage",
+            Error::RenameSource { .. } => "rename_source",
+            Error::Verification { .. } => "verification",
+            Error::NotConfirmed { .. } => "not_confirmed",
+            Error::Declined => "declined",
+            Error::Journal { .. } => "journal",
+            Error::Plan { .. } => "plan",
+            Error::Interrupted { .. } => "interrupted",
+            Error::Config { .. } => "config",
+            Error::Aborted => "aborted",
+        }
+    }
     /// Whether retrying the same request may succeed (network resets, 5xx, throttling).
     pub fn is_transient(&self) -> bool {
         matches!(

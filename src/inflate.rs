@@ -30,6 +30,16 @@ pub enum Engine {
     ZlibRs,
 }
 
+impl std::fmt::Display for Engine {
+    /// As in JSON reports: `isal`, `zlib-rs`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Isal => "isal",
+            Engine::ZlibRs => "zlib-rs",
+        })
+    }
+}
+
 impl Engine {
     /// Whether this build has the engine.
     pub fn available(self) -> bool {

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! Source::list ─▶ catalog (parts, natural order, gaps, metadata)
-//!     └─▶ pipeline::prepare ─▶ Plan (checked; encryption, key derivation, gzip detected)
+//!     └─▶ pipeline::prepare ─▶ PreparedBackup (checked; encryption, key derivation, gzip detected)
 //!             └─▶ pipeline::run: fetch ══▶ decrypt ══▶ gunzip ══▶ sink (stdout, file, discard)
 //!                               (tokio)   (thread)    (thread)   (thread)
 //! ```

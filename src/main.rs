@@ -47,7 +47,7 @@ fn exit_for(e: anyhow::Error) -> ExitCode {
             eprintln!("a9s-recover: {e}");
             ExitCode::from(if *signal == "SIGTERM" { 143 } else { 130 })
         }
-        Some(Error::Config(_)) => {
+        Some(Error::Config(_) | Error::BadLocation { .. } | Error::Plan(_)) => {
             eprintln!("a9s-recover: error: {e}");
             ExitCode::from(2)
         }

@@ -220,6 +220,31 @@ impl ConnInfo {
             .unwrap_or_else(|| "postgres".into())
     }
 
+    /// Which server, database and user this reaches, the PG* defaults filled in: what a
+    /// journal must match before `--resume` may continue it. No password.
+    pub fn identity(&self) -> String {
+        let get = |k: &str, env: &str| {
+            self.get(k)
+                .map(str::to_string)
+                .or_else(|| std::env::var(env).ok())
+                .unwrap_or_default()
+        };
+        format!(
+            "service={} host={} hostaddr={} port={} dbname={} user={}",
+            get("service", "PGSERVICE"),
+            get("host", "PGHOST"),
+            get("hostaddr", "PGHOSTADDR"),
+            get("port", "PGPORT"),
+            self.database(),
+            get("user", "PGUSER"),
+        )
+    }
+
+    /// Whether the connection string itself held a password (it is in our own argv).
+    pub fn has_password(&self) -> bool {
+        self.password.is_some()
+    }
+
     /// `key='value' ...` without the password: safe to put in argv and to print.
     pub fn to_conninfo(&self) -> String {
         let mut s = String::new();

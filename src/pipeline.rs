@@ -2,7 +2,7 @@
 //!
 //! A recovery is two steps, as in rustic's restore: [`prepare`] lists the location, selects
 //! and checks the parts, reads the metadata, probes the first block to detect the encryption,
-//! the key derivation and the compression, and returns a [`Plan`]; nothing is written yet, so
+//! the key derivation and the compression, and returns a [`PreparedBackup`]; nothing is written yet, so
 //! every error it raises leaves no trace. [`run`] then streams the plan into a sink.
 //!
 //! Stages are joined by bounded pipes of `Bytes`. Fetching is async I/O on tokio; decrypting,
@@ -107,9 +107,19 @@ pub enum Compression {
     None,
 }
 
+impl Compression {
+    /// As in JSON reports: `gzip`, `none`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::None => "none",
+        }
+    }
+}
+
 /// A checked recovery, ready to stream.
 #[derive(Debug)]
-pub struct Plan {
+pub struct PreparedBackup {
     /// The backup's parts in order.
     pub backup: Backup,
     /// Where it is, for messages.
@@ -122,6 +132,9 @@ pub struct Plan {
     pub compression: Compression,
     /// Things the operator should know (unencrypted input, passthrough, ...).
     pub notices: Vec<String>,
+    /// The last part is exactly as large as the others and nothing gives the total: what a
+    /// cut at a part boundary looks like (the padding probe passed, so 1 in 256 such cuts).
+    pub tail_warning: Option<String>,
     /// How the parts will be fetched.
     pub fetch: FetchOptions,
     /// Which inflate engine runs the stream.
@@ -129,7 +142,7 @@ pub struct Plan {
     source: Arc<dyn Source>,
 }
 
-impl Plan {
+impl PreparedBackup {
     /// Total stored bytes.
     pub fn total_size(&self) -> u64 {
         self.backup.total_size()
@@ -190,7 +203,7 @@ pub async fn list_backups(
     let note = |summaries: &mut Vec<catalog::BackupSummary>, r: Check| {
         if let Ok((i, Some(e))) = r {
             summaries[i].complete = false;
-            summaries[i].problem = Some(e.to_string());
+            summaries[i].problem = Some(catalog::listing_reason(&e));
         }
     };
     for i in 0..summaries.len() {
@@ -211,7 +224,25 @@ pub async fn list_backups(
     while let Some(r) = checks.join_next().await {
         note(&mut summaries, r);
     }
+    catalog::mark_implausible(&mut summaries, crate::pack::now_millis());
     Ok(summaries)
+}
+
+/// With the secret at hand, checks the end of every backup that looks complete (the padding
+/// of its last block): what an upload cut at a part boundary cannot pass.
+pub async fn probe_listed(
+    source: Arc<dyn Source>,
+    summaries: &mut [catalog::BackupSummary],
+    req: &Request,
+) {
+    for s in summaries.iter_mut().filter(|s| s.complete) {
+        if let Err(e @ Error::TruncatedTail { .. }) =
+            prepare_id(source.clone(), req, &s.backup_id).await
+        {
+            s.complete = false;
+            s.problem = Some(catalog::listing_reason(&e));
+        }
+    }
 }
 
 async fn read_metadata(
@@ -234,69 +265,139 @@ async fn read_metadata(
     Ok(Some(md))
 }
 
-/// Resolves `latest` to the newest complete backup of the request's instance.
-async fn resolve_backup_id(
+/// The backups `latest` may mean, newest first: those of the request's instance that look
+/// complete. Each is then prepared in turn, and one whose end fails the padding check is
+/// skipped (an upload cut at a part boundary).
+async fn latest_candidates(
     source: &Arc<dyn Source>,
     req: &Request,
-    notices: &mut Vec<String>,
-) -> Result<String> {
-    if req.backup_id != LATEST {
-        return Ok(req.backup_id.clone());
-    }
+) -> Result<Vec<catalog::BackupSummary>> {
     let instance = req
         .instance_id
         .as_deref()
         .ok_or_else(|| Error::Config("--backup-id latest needs --instance-id ID".into()))?;
     let all = list_backups(source.clone(), Some(instance)).await?;
-    let Some(newest) = all.iter().find(|s| s.complete) else {
-        // None of this instance is complete: name what it has, or else what the location has.
-        let existing = if all.is_empty() {
-            list_backups(source.clone(), None)
-                .await?
-                .into_iter()
-                .map(|s| s.backup_id)
-                .collect()
-        } else {
-            all.iter()
-                .map(|s| {
-                    format!(
-                        "{} ({})",
-                        s.backup_id,
-                        s.problem.as_deref().unwrap_or("complete")
-                    )
-                })
-                .collect()
-        };
-        return Err(Error::NoSuchBackup {
-            backup_id: format!("latest of instance {instance}"),
-            location: source.describe(),
-            existing,
-        });
+    if !all.iter().any(|s| s.complete) {
+        return Err(no_complete_backup(source, instance, &all, &[]).await?);
+    }
+    Ok(all)
+}
+
+async fn no_complete_backup(
+    source: &Arc<dyn Source>,
+    instance: &str,
+    all: &[catalog::BackupSummary],
+    truncated: &[String],
+) -> Result<Error> {
+    // None of this instance is complete: name what it has, or else what the location has.
+    let existing = if all.is_empty() {
+        list_backups(source.clone(), None)
+            .await?
+            .into_iter()
+            .map(|s| s.backup_id)
+            .collect()
+    } else {
+        all.iter()
+            .map(|s| {
+                let problem = if truncated.contains(&s.backup_id) {
+                    "last block invalid: truncated?"
+                } else {
+                    s.problem.as_deref().unwrap_or("complete")
+                };
+                format!("{} ({problem})", s.backup_id)
+            })
+            .collect()
     };
-    let skipped = all.iter().take_while(|s| !s.complete).count();
-    notices.push(format!(
-        "picked the newest complete backup of {instance}: {} from {}{}",
-        newest.backup_id,
-        newest.time_utc.as_deref().unwrap_or("an unknown time"),
-        if skipped > 0 {
-            format!(" ({skipped} newer incomplete backup(s) skipped)")
-        } else {
-            String::new()
-        }
-    ));
-    Ok(newest.backup_id.clone())
+    Ok(Error::NoSuchBackup {
+        backup_id: format!("latest of instance {instance}"),
+        location: source.describe(),
+        existing,
+    })
 }
 
 /// Lists, selects and checks the backup's parts and detects its format. Writes nothing.
-pub async fn prepare(source: Arc<dyn Source>, req: &Request) -> Result<Plan> {
+pub async fn prepare(source: Arc<dyn Source>, req: &Request) -> Result<PreparedBackup> {
+    if req.backup_id != LATEST {
+        if let (Some(inst), Some((id_inst, _))) = (
+            req.instance_id.as_deref(),
+            catalog::split_backup_id(&req.backup_id),
+        ) {
+            if inst != id_inst {
+                return Err(Error::Config(format!(
+                    "--instance-id {inst} disagrees with --backup-id {}, whose instance is {id_inst}; \
+                     give one of them (--instance-id only goes with --backup-id latest)",
+                    req.backup_id
+                )));
+            }
+        }
+        return prepare_id(source, req, &req.backup_id).await;
+    }
+    let all = latest_candidates(&source, req).await?;
+    let instance = req.instance_id.as_deref().unwrap_or_default();
+    let mut truncated = Vec::new();
+    for (i, s) in all.iter().enumerate().filter(|(_, s)| s.complete) {
+        match prepare_id(source.clone(), req, &s.backup_id).await {
+            Err(Error::TruncatedTail { .. }) => truncated.push(s.backup_id.clone()),
+            Err(e) => return Err(e),
+            Ok(mut plan) => {
+                let skipped: Vec<String> = all[..i]
+                    .iter()
+                    .map(|n| {
+                        let why = if truncated.contains(&n.backup_id) {
+                            "last block invalid: truncated?"
+                        } else {
+                            n.problem.as_deref().unwrap_or("incomplete")
+                        };
+                        format!("{} ({why})", n.backup_id)
+                    })
+                    .collect();
+                plan.notices.insert(
+                    0,
+                    format!(
+                        "picked the newest complete backup of {instance}: {} from {}{}",
+                        s.backup_id,
+                        s.time_utc.as_deref().unwrap_or("an unknown time"),
+                        if skipped.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; skipped the newer {}", skipped.join(", "))
+                        }
+                    ),
+                );
+                return Ok(plan);
+            }
+        }
+    }
+    Err(no_complete_backup(&source, instance, &all, &truncated).await?)
+}
+
+/// [`prepare`] for one named backup.
+async fn prepare_id(
+    source: Arc<dyn Source>,
+    req: &Request,
+    backup_id: &str,
+) -> Result<PreparedBackup> {
     let mut notices = Vec::new();
     let mut fetch = FetchOptions::for_source(&*source, req.concurrency, req.chunk_size);
     if let Some(r) = req.retries {
         fetch.retries = r;
     }
-    let backup_id = resolve_backup_id(&source, req, &mut notices).await?;
+    let backup_id = backup_id.to_string();
     catalog::validate_backup_id(&backup_id)?;
     let location = source.describe();
+    if let Some(why) = catalog::misnamed_backup_id(&backup_id, &[]) {
+        return Err(Error::Config(why));
+    }
+    // `ID-N` where ID itself has the shape of a backup id: look at ID's objects.
+    if let Some((base, _)) = backup_id
+        .rsplit_once('-')
+        .filter(|(b, _)| catalog::split_backup_id(b).is_some())
+    {
+        let around = fetch::retrying(&fetch, || source.list(base)).await?;
+        if let Some(why) = catalog::misnamed_backup_id(&backup_id, &around) {
+            return Err(Error::Config(why));
+        }
+    }
     let mut objects = fetch::retrying(&fetch, || source.list(&backup_id)).await?;
     if !objects
         .iter()
@@ -308,6 +409,7 @@ pub async fn prepare(source: Arc<dyn Source>, req: &Request) -> Result<Plan> {
     let backup = catalog::select_parts(&backup_id, &location, &objects)?;
 
     let metadata = read_metadata(&*source, &backup, &fetch).await?;
+    let tail_warning = same_size_tail_notice(&backup, metadata.as_ref());
 
     let total = backup.total_size();
     let head = read_stream_head(&*source, &backup, 2 * BLOCK as u64, &fetch).await?;
@@ -371,6 +473,9 @@ pub async fn prepare(source: Arc<dyn Source>, req: &Request) -> Result<Plan> {
                 },
             });
         };
+        if !single_block {
+            probe_last_block(&*source, &backup, &key, &fetch).await?;
+        }
         (Encryption::Aes { kdf, key }, compression)
     } else if head.starts_with(&crypto::GZIP_MAGIC) {
         notices.push(format!(
@@ -411,12 +516,13 @@ pub async fn prepare(source: Arc<dyn Source>, req: &Request) -> Result<Plan> {
     });
     if !inflate.available() {
         return Err(Error::Config(format!(
-            "this build has no {inflate:?} inflate engine (built without the isal feature); use --inflate zlib"
+            "this build has no {inflate} inflate engine (built without the isal feature); use --inflate zlib"
         )));
     }
-    Ok(Plan {
+    Ok(PreparedBackup {
         backup,
         location,
+        tail_warning,
         metadata,
         encryption,
         compression,
@@ -424,6 +530,25 @@ pub async fn prepare(source: Arc<dyn Source>, req: &Request) -> Result<Plan> {
         fetch,
         inflate,
         source,
+    })
+}
+
+/// `split` makes every part but the last one full: a last part exactly as large as the others
+/// is what a backup cut at a part boundary looks like, unless the metadata gives the total.
+fn same_size_tail_notice(backup: &Backup, metadata: Option<&Metadata>) -> Option<String> {
+    if metadata.is_some_and(|m| m.parts.is_some() || m.plaintext_size.is_some()) {
+        return None;
+    }
+    let [first, .., last] = backup.parts.as_slice() else {
+        return None;
+    };
+    (backup.parts.iter().all(|p| p.size == first.size)).then(|| {
+        format!(
+            "warning: the last part {} is exactly as large as the others ({} bytes) and there is \
+             no metadata giving the total: a backup cut at a part boundary (an upload still \
+             running?) looks like this",
+            last.name, last.size
+        )
     })
 }
 
@@ -439,21 +564,76 @@ async fn read_stream_head(
     n: u64,
     opts: &FetchOptions,
 ) -> Result<Vec<u8>> {
+    read_stream_range(source, backup, 0..n.min(backup.total_size()), opts).await
+}
+
+/// Reads `range` of the concatenated parts, across part boundaries.
+async fn read_stream_range(
+    source: &dyn Source,
+    backup: &Backup,
+    range: std::ops::Range<u64>,
+    opts: &FetchOptions,
+) -> Result<Vec<u8>> {
     let mut out = Vec::new();
+    let mut start = 0u64;
     for p in &backup.parts {
-        if out.len() as u64 >= n {
+        let end = start + p.size;
+        let (a, b) = (range.start.max(start), range.end.min(end));
+        if a < b {
+            let r = a - start..b - start;
+            let got = fetch::retrying(opts, || source.get_range(&p.name, r.clone())).await?;
+            out.extend_from_slice(&got.bytes);
+        }
+        start = end;
+        if start >= range.end {
             break;
         }
-        let want = (n - out.len() as u64).min(p.size);
-        let got = fetch::retrying(opts, || source.get_range(&p.name, 0..want)).await?;
-        out.extend_from_slice(&got.bytes);
     }
     Ok(out)
 }
 
+/// Checks the PKCS#7 padding of the last cipher block before anything runs: one ranged read
+/// of the last two blocks (the one before is the last block's IV). An upload cut at a part
+/// boundary is always block-aligned, so only this catches it before the stream's end; a cut
+/// leaves random bytes where the padding should be, and 255 in 256 of them are invalid.
+async fn probe_last_block(
+    source: &dyn Source,
+    backup: &Backup,
+    key: &KeyIv,
+    opts: &FetchOptions,
+) -> Result<()> {
+    let total = backup.total_size();
+    let tail_len = 2 * BLOCK as u64;
+    if total < HEADER_LEN as u64 + tail_len {
+        return Ok(());
+    }
+    let tail = read_stream_range(source, backup, total - tail_len..total, opts).await?;
+    if tail.len() as u64 != tail_len {
+        return Err(Error::storage(
+            "read",
+            backup.parts.last().map(|p| p.name.as_str()).unwrap_or(""),
+            Some(total - tail_len..total),
+            false,
+            format!("got {} of {tail_len} bytes", tail.len()),
+        ));
+    }
+    let mut iv = [0u8; BLOCK];
+    iv.copy_from_slice(&tail[..BLOCK]);
+    let mut block = [0u8; BLOCK];
+    block.copy_from_slice(&tail[BLOCK..]);
+    let plain = crypto::decrypt_block_with_iv(key, &iv, &block)?;
+    if crypto::unpad(&plain).is_none() {
+        return Err(Error::TruncatedTail {
+            backup_id: backup.id.clone(),
+            at: locate(backup, total - BLOCK as u64).expect("a part"),
+        });
+    }
+    Ok(())
+}
+
 /// The first `want` bytes of the dump, decrypted and decompressed, read before streaming so
 /// that the dump kind (plain SQL or custom format) is known before any stage runs.
-pub async fn peek_dump(plan: &Plan, want: usize) -> Result<Vec<u8>> {
+pub async fn peek_dump(plan: &PreparedBackup, want: usize) -> Result<Vec<u8>> {
     use std::io::Read;
     let stored = read_stream_head(
         &*plan.source,
@@ -523,6 +703,8 @@ pub enum MetadataCheck {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub backup_id: String,
+    /// `local`, `s3` or `azure`.
+    pub storage: &'static str,
     pub location: String,
     pub parts: usize,
     /// Stored (encrypted) bytes read.
@@ -546,6 +728,9 @@ pub struct Report {
     pub origin: dump::Origin,
     /// Rows per table from the COPY blocks (plain dumps, when counted).
     pub tables: Option<Vec<TableRows>>,
+    /// The databases the dump connects to (`\connect`), when counted; empty for a dump of
+    /// one database restored into the target's.
+    pub databases: Option<Vec<String>>,
     /// What psql or pg_restore reported, when restoring.
     pub restore: Option<crate::sink::ChildSummary>,
     /// Seconds each stage spent working (not waiting on its neighbours).
@@ -572,8 +757,12 @@ pub struct StageSeconds {
 /// When the fast inflate engine (ISA-L) reports corruption, which it does without an exact
 /// offset, the backup is read once more into a counting sink with our own decoder to say
 /// exactly which part and byte are damaged. Only the failure case pays for that.
-pub async fn run(plan: Plan, output: &Output, opts: RunOptions) -> Result<Report> {
-    let plan = Arc::new(plan);
+pub async fn run(
+    plan: impl Into<Arc<PreparedBackup>>,
+    output: &Output,
+    opts: RunOptions,
+) -> Result<Report> {
+    let plan: Arc<PreparedBackup> = plan.into();
     let engine = plan.inflate;
     let result = run_once(plan.clone(), output, opts.clone(), engine).await;
     // A signal stops the children at once, so a stage may fail on its own first: the cause is
@@ -638,7 +827,7 @@ pub async fn run(plan: Plan, output: &Output, opts: RunOptions) -> Result<Report
 }
 
 async fn run_once(
-    plan: Arc<Plan>,
+    plan: Arc<PreparedBackup>,
     output: &Output,
     opts: RunOptions,
     engine: inflate::Engine,
@@ -718,6 +907,7 @@ async fn run_once(
     };
     Ok(Report {
         backup_id: plan.backup.id.clone(),
+        storage: plan.source.kind(),
         location: plan.location.clone(),
         parts: plan.backup.parts.len(),
         bytes_stored: plan.total_size(),
@@ -739,6 +929,7 @@ async fn run_once(
         dump_kind: sink_out.kind,
         origin: sink_out.origin,
         tables: sink_out.tables,
+        databases: sink_out.databases,
         restore: sink_out.child,
         stage_seconds: StageSeconds {
             read: read_seconds,
@@ -772,7 +963,7 @@ struct DecryptOut {
 /// Checks each part's sha256 against the metadata as its bytes stream past.
 struct PartHasher<'a> {
     enabled: bool,
-    plan: &'a Plan,
+    plan: &'a PreparedBackup,
     current: Option<(usize, Sha256)>,
     checked: usize,
 }
@@ -825,7 +1016,7 @@ impl PartHasher<'_> {
 }
 
 fn decrypt_stage(
-    plan: &Plan,
+    plan: &PreparedBackup,
     part_digests: bool,
     mut rx: PipeRx<Chunk>,
     tx: PipeTx<Bytes>,
@@ -895,7 +1086,7 @@ fn decrypt_stage(
 }
 
 fn inflate_stage(
-    plan: &Plan,
+    plan: &PreparedBackup,
     engine: inflate::Engine,
     rx: PipeRx<Bytes>,
     tx: PipeTx<Bytes>,
@@ -974,10 +1165,11 @@ struct SinkOut {
     kind: DumpKind,
     origin: dump::Origin,
     tables: Option<Vec<TableRows>>,
+    databases: Option<Vec<String>>,
 }
 
 fn sink_stage(
-    plan: &Plan,
+    plan: &PreparedBackup,
     mut rx: PipeRx<Bytes>,
     mut sink: Sink,
     hash: bool,
@@ -1059,6 +1251,51 @@ fn sink_stage(
         sha256,
         kind,
         origin: dump::origin(&head),
+        databases: counter.as_ref().map(|c| c.databases().to_vec()),
         tables: counter.map(CopyCounter::into_tables),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Part;
+
+    fn backup(sizes: &[u64]) -> Backup {
+        Backup {
+            id: "inst-1700000000000".into(),
+            parts: sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &size)| Part {
+                    name: format!("inst-1700000000000-{}", i + 1),
+                    index: Some(i as u64 + 1),
+                    size,
+                    etag: None,
+                })
+                .collect(),
+            metadata: None,
+        }
+    }
+
+    /// Issue 10: a last part exactly as large as the others is what a cut at a part
+    /// boundary looks like; with metadata giving the total, it is no cause for alarm.
+    #[test]
+    fn a_last_part_as_large_as_the_others_is_flagged() {
+        let n = same_size_tail_notice(&backup(&[4096, 4096, 4096]), None).unwrap();
+        assert!(
+            n.contains("-3 is exactly as large as the others (4096 bytes)"),
+            "{n}"
+        );
+        assert_eq!(
+            same_size_tail_notice(&backup(&[4096, 4096, 100]), None),
+            None
+        );
+        assert_eq!(same_size_tail_notice(&backup(&[4096]), None), None);
+        let meta = Metadata {
+            plaintext_size: Some(1),
+            ..Metadata::default()
+        };
+        assert_eq!(same_size_tail_notice(&backup(&[16, 16]), Some(&meta)), None);
+    }
 }

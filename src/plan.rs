@@ -249,17 +249,29 @@ impl Action {
                     lit = quote_literal(schema)
                 ),
             ),
-            Action::RenameDatabase { from, to } => (
-                Some(MAINTENANCE_DB.to_string()),
-                format!(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN ({}, {}) AND pid <> pg_backend_pid();\nDROP DATABASE IF EXISTS {};\nALTER DATABASE {} RENAME TO {};",
-                    quote_literal(from),
-                    quote_literal(to),
-                    quote_ident(to),
-                    quote_ident(from),
-                    quote_ident(to)
-                ),
-            ),
+            Action::RenameDatabase { from, to } => {
+                // The source must exist before the target is dropped: a typo in FROM must
+                // fail here, not after `to` (the live database, often) is gone. psql stops at
+                // the raised error (ON_ERROR_STOP), before the DROP.
+                let guard = format!(
+                    "BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = {f}) THEN \
+                     RAISE EXCEPTION 'database % does not exist: nothing was dropped or renamed', {f}; \
+                     END IF; END",
+                    f = quote_literal(from)
+                );
+                (
+                    Some(MAINTENANCE_DB.to_string()),
+                    format!(
+                        "DO {};\nSELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN ({}, {}) AND pid <> pg_backend_pid();\nDROP DATABASE IF EXISTS {};\nALTER DATABASE {} RENAME TO {};",
+                        quote_literal(&guard),
+                        quote_literal(from),
+                        quote_literal(to),
+                        quote_ident(to),
+                        quote_ident(from),
+                        quote_ident(to)
+                    ),
+                )
+            }
             Action::Sql { database, sql } => (database.clone(), sql.clone()),
             Action::Command { .. } | Action::Restore { .. } | Action::Verify => return None,
         })
@@ -481,10 +493,12 @@ impl ResolvedPlan {
     }
 
     /// A digest of what the plan does, so that `--resume` refuses a journal of another plan.
-    pub fn fingerprint(&self, backup_id: &str) -> String {
+    pub fn fingerprint(&self, backup_id: &str, target: &str) -> String {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         h.update(backup_id.as_bytes());
+        h.update(b"\0");
+        h.update(target.as_bytes());
         for s in &self.stages {
             h.update(serde_json::to_vec(s).unwrap_or_default());
         }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dump::{self, ArchiveVersion, DumpKind, Origin, PgVersion, TableRows};
 use crate::error::{Error, Result};
-use crate::pg::{ConnInfo, PgTools};
+use crate::pg::{quote_literal, ConnInfo, PgTools};
 use crate::pipeline::{self, Report, Request, RunOptions};
 use crate::plan::{Action, PlanFile, ResolvedPlan, Stage};
 use crate::shutdown::Shutdown;
@@ -59,6 +59,9 @@ pub struct RestoreOptions {
     pub resume: bool,
     pub redo_interrupted: bool,
     pub verify: bool,
+    /// Read and check the whole backup before a plan's destructive stages run, when any come
+    /// before the stream (`--no-verify-first` turns it off).
+    pub verify_first: bool,
     pub yes: bool,
     pub progress: bool,
     pub shutdown: Shutdown,
@@ -67,7 +70,7 @@ pub struct RestoreOptions {
 /// A checked backup and a resolved plan, ready to show or run.
 #[derive(Debug)]
 pub struct PreparedRestore {
-    pub backup: pipeline::Plan,
+    pub backup: Arc<pipeline::PreparedBackup>,
     pub dump_kind: DumpKind,
     /// What made the dump, from its first bytes.
     pub origin: Origin,
@@ -78,11 +81,69 @@ pub struct PreparedRestore {
     output: Output,
 }
 
+/// The operator's answer to "Type yes to run them".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    Confirmed,
+    /// Anything but `yes`.
+    Declined,
+    /// No terminal to ask on (and no `--yes`).
+    NoTerminal,
+    /// Ctrl-C or SIGTERM at the prompt.
+    Interrupted(&'static str),
+}
+
 impl PreparedRestore {
+    /// An empty report for [`run_restore`] to fill in.
+    pub fn report(&self, opts: &RestoreOptions) -> RestoreReport {
+        RestoreReport {
+            backup_id: self.backup.backup.id.clone(),
+            target: opts.target.describe(),
+            plan: self.plan.name.clone(),
+            dump_kind: self.dump_kind,
+            origin: self.origin.clone(),
+            target_version: None,
+            format: self.format,
+            stages: Vec::new(),
+            stream: None,
+            plaintext_sha256: None,
+            verification: None,
+            mismatches: 0,
+            verified_first: None,
+            dump_databases: None,
+            seconds: 0.0,
+        }
+    }
+
     /// The dry-run text.
     pub fn render(&self, opts: &RestoreOptions) -> String {
-        self.plan
-            .render(&self.restore_line, &opts.target.describe())
+        let mut text = self
+            .plan
+            .render(&self.restore_line, &opts.target.describe());
+        let before = destructive_before_stream(&self.plan, None);
+        text.push_str(&if before.is_empty() {
+            "\nbefore the first stage: the parts, the metadata, the secret and the last block's padding are checked; \
+             no destructive stage comes before the stream, so the backup is read once, as it is restored\n"
+                .to_string()
+        } else if opts.verify_first {
+            format!(
+                "\nbefore the first stage: the whole backup is read and checked (decryption, gzip CRC and size{}) \
+                 because destructive stages come before the stream ({}); --no-verify-first skips this read\n",
+                if self.backup.metadata.is_some() {
+                    ", the sha256 and part digests of the metadata"
+                } else {
+                    ", the dump's sha256 computed"
+                },
+                before.join(", ")
+            )
+        } else {
+            format!(
+                "\nbefore the first stage: only the parts, the metadata, the secret and the last block's padding are checked \
+                 (--no-verify-first): destructive stages ({}) run before the backup was read whole\n",
+                before.join(", ")
+            )
+        });
+        text
     }
 }
 
@@ -153,6 +214,11 @@ pub struct RestoreReport {
     pub plaintext_sha256: Option<String>,
     pub verification: Option<Vec<RowCheck>>,
     pub mismatches: usize,
+    /// The whole read before the first destructive stage, when the plan needed one.
+    pub verified_first: Option<Report>,
+    /// The databases the dump restores into (its `\connect` targets; the target database
+    /// for a dump of one database), once known: plain dumps only.
+    pub dump_databases: Option<Vec<String>>,
     pub seconds: f64,
 }
 
@@ -173,8 +239,33 @@ pub async fn prepare_restore(
     vars: &BTreeMap<String, String>,
     opts: &RestoreOptions,
 ) -> Result<PreparedRestore> {
-    let backup = pipeline::prepare(source, req).await?;
+    let mut backup = pipeline::prepare(source, req).await?;
+    // Before a restore this is worth a word even when the end looked whole.
+    if let Some(w) = backup.tail_warning.clone() {
+        backup.notices.push(w);
+    }
     let head = pipeline::peek_dump(&backup, dump::ORIGIN_LEN).await?;
+    if opts.target.has_password() {
+        // Ours, not the children's: they get it through PGPASSWORD.
+        let mut b = backup;
+        b.notices.push(
+            "warning: the password in --target is visible to other users in `ps` while we run; \
+             prefer PGPASSWORD, ~/.pgpass or a service file"
+                .into(),
+        );
+        return prepare_with_head(b, head, plan_name, plan_file, vars, opts);
+    }
+    prepare_with_head(backup, head, plan_name, plan_file, vars, opts)
+}
+
+fn prepare_with_head(
+    backup: pipeline::PreparedBackup,
+    head: Vec<u8>,
+    plan_name: &str,
+    plan_file: &PlanFile,
+    vars: &BTreeMap<String, String>,
+    opts: &RestoreOptions,
+) -> Result<PreparedRestore> {
     let dump_kind = dump::sniff(&head);
     let origin = dump::origin(&head);
     let format = opts.format.unwrap_or(format_of(dump_kind));
@@ -282,7 +373,7 @@ pub async fn prepare_restore(
         }
     };
     Ok(PreparedRestore {
-        backup,
+        backup: Arc::new(backup),
         dump_kind,
         origin,
         format,
@@ -392,27 +483,43 @@ fn conn_arg(c: &ConnInfo) -> String {
 
 /// Runs a prepared restore. `notify` receives progress lines for the operator; `confirm` is
 /// asked before destructive stages when `--yes` was not given.
+///
+/// `report` is filled in as stages run, so that a failed run still says what it did and
+/// measured (`--json` prints it either way); make it with [`PreparedRestore::report`].
 pub async fn run_restore(
     prepared: PreparedRestore,
+    report: &mut RestoreReport,
     opts: &RestoreOptions,
     notify: &(dyn Fn(&str) + Sync),
-    confirm: &(dyn Fn(&[String]) -> bool + Sync),
-) -> Result<RestoreReport> {
+    confirm: &(dyn Fn(&[String]) -> Confirmation + Sync),
+) -> Result<()> {
     let started = Instant::now();
+    let result = run_plan(prepared, report, opts, notify, confirm).await;
+    report.seconds = started.elapsed().as_secs_f64();
+    result
+}
+
+async fn run_plan(
+    prepared: PreparedRestore,
+    report: &mut RestoreReport,
+    opts: &RestoreOptions,
+    notify: &(dyn Fn(&str) + Sync),
+    confirm: &(dyn Fn(&[String]) -> Confirmation + Sync),
+) -> Result<()> {
     let PreparedRestore {
         backup,
-        dump_kind,
-        origin,
         format,
         plan,
         output,
         ..
     } = prepared;
     let backup_id = backup.backup.id.clone();
+    let target_identity = opts.target.identity();
     let mut journal = match &opts.journal {
         Some(p) => Some(Journal::open(
             p,
-            &plan.fingerprint(&backup_id),
+            &plan.fingerprint(&backup_id, &target_identity),
+            &target_identity,
             opts.resume,
         )?),
         None if opts.resume => {
@@ -435,8 +542,20 @@ pub async fn run_restore(
         })
         .map(|s| format!("{} {}", s.number, s.name))
         .collect();
-    if !pending.is_empty() && !opts.yes && !confirm(&pending) {
-        return Err(Error::NotConfirmed(pending.join(", ")));
+    // The manual's two steps had the whole dump on disk before anything was stopped; the
+    // stream gets the same guarantee by reading the backup once before the first such stage
+    // (after the cheap checks of the stages before it, such as preflight).
+    let mut read_whole_first = destructive_before_stream(&plan, journal.as_ref());
+    if !opts.verify_first {
+        read_whole_first.clear();
+    }
+    if !pending.is_empty() && !opts.yes {
+        match confirm(&pending) {
+            Confirmation::Confirmed => {}
+            Confirmation::Declined => return Err(Error::Declined),
+            Confirmation::NoTerminal => return Err(Error::NotConfirmed(pending.join(", "))),
+            Confirmation::Interrupted(signal) => return Err(Error::Interrupted { signal }),
+        }
     }
 
     let psql = crate::pg::Psql::new(opts.target.clone(), &opts.tools)?;
@@ -460,21 +579,6 @@ pub async fn run_restore(
         .collect();
     let mut backup = Some(backup);
     let mut output = Some(output);
-    let mut report = RestoreReport {
-        backup_id: backup_id.clone(),
-        target: opts.target.describe(),
-        plan: plan.name.clone(),
-        dump_kind,
-        origin,
-        target_version: None,
-        format,
-        stages: Vec::new(),
-        stream: None,
-        plaintext_sha256: None,
-        verification: None,
-        mismatches: 0,
-        seconds: 0.0,
-    };
     let mut tables: Option<Vec<TableRows>> = None;
     let total = plan.stages.len();
     for stage in &plan.stages {
@@ -499,6 +603,9 @@ pub async fn run_restore(
                 StageState::Finished(entry) => {
                     if let Some(t) = &entry.tables {
                         tables = Some(t.clone());
+                    }
+                    if entry.databases.is_some() {
+                        report.dump_databases = entry.databases.clone();
                     }
                     if entry.sha256.is_some() {
                         report.plaintext_sha256 = entry.sha256.clone();
@@ -545,6 +652,20 @@ pub async fn run_restore(
                 StageState::NotStarted => {}
             }
         }
+        if read_whole_first.contains(&format!("{} {}", stage.number, stage.name)) {
+            let before = std::mem::take(&mut read_whole_first);
+            read_whole(
+                &backup,
+                format,
+                &plan,
+                journal.as_ref(),
+                &before,
+                opts,
+                notify,
+                report,
+            )
+            .await?;
+        }
         notify(&format!("{label}: starting"));
         if let Some(j) = &mut journal {
             j.append(Entry::new("start", stage))?;
@@ -561,7 +682,7 @@ pub async fn run_restore(
                 &renames,
                 &truncated,
                 notify,
-                &mut report,
+                report,
             );
             let r = tokio::select! {
                 r = exec => r,
@@ -581,6 +702,7 @@ pub async fn run_restore(
                     if matches!(stage.action, Action::Restore { .. }) {
                         e.tables = tables.clone();
                         e.sha256 = report.plaintext_sha256.clone();
+                        e.databases = report.dump_databases.clone();
                     }
                     j.append(e)?;
                 }
@@ -612,8 +734,121 @@ pub async fn run_restore(
             }
         }
     }
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    Ok(())
+}
+
+/// Reads and checks the whole backup into a counting sink (decryption, gzip CRC and size,
+/// the metadata's digests, the dump's databases), and checks the plan's renames against
+/// those databases: all before the first destructive stage that comes before the stream.
+#[allow(clippy::too_many_arguments)]
+async fn read_whole(
+    backup: &Option<Arc<pipeline::PreparedBackup>>,
+    format: DumpFormat,
+    plan: &ResolvedPlan,
+    journal: Option<&Journal>,
+    before: &[String],
+    opts: &RestoreOptions,
+    notify: &(dyn Fn(&str) + Sync),
+    report: &mut RestoreReport,
+) -> Result<()> {
+    let Some(backup) = backup else {
+        return Ok(());
+    };
+    notify(&format!(
+        "reading the whole backup before the destructive stages that come before the stream ({}); --no-verify-first skips this",
+        before.join(", ")
+    ));
+    let r = pipeline::run(
+        backup.clone(),
+        &Output::Discard,
+        RunOptions {
+            progress: opts.progress,
+            hash: true,
+            count_rows: format == DumpFormat::Sql,
+            part_digests: true,
+            shutdown: opts.shutdown.clone(),
+        },
+    )
+    .await?;
+    notify(&format!(
+        "the backup is whole: {} of {} read and checked in {:.1}s{}",
+        crate::format_bytes(r.bytes_dump),
+        r.dump_kind.describe(),
+        r.seconds,
+        match r.metadata {
+            pipeline::MetadataCheck::Matched => ", sha256 as in the metadata",
+            _ => "",
+        }
+    ));
+    report.dump_databases = dump_databases(&r, &opts.target);
+    check_renames(plan, journal, report.dump_databases.as_deref())?;
+    report.verified_first = Some(r);
+    Ok(())
+}
+
+/// The destructive stages that will run before the stream (not skipped, not finished in the
+/// journal), as `N name`; none when the stream itself is already done.
+fn destructive_before_stream(plan: &ResolvedPlan, journal: Option<&Journal>) -> Vec<String> {
+    let finished = |n: usize| journal.is_some_and(|j| j.finished(n));
+    let Some(restore) = plan
+        .stages
+        .iter()
+        .position(|s| matches!(s.action, Action::Restore { .. }))
+    else {
+        return Vec::new();
+    };
+    if finished(plan.stages[restore].number) {
+        return Vec::new();
+    }
+    plan.stages[..restore]
+        .iter()
+        .filter(|s| s.destructive && s.skip.is_none() && !finished(s.number))
+        .map(|s| format!("{} {}", s.number, s.name))
+        .collect()
+}
+
+/// The databases a plain dump restores into: its `\connect` targets, or the target's database
+/// for a dump of one database. Unknown for a custom-format archive.
+fn dump_databases(r: &Report, target: &ConnInfo) -> Option<Vec<String>> {
+    let dbs = r.databases.as_ref()?;
+    Some(if dbs.is_empty() {
+        vec![target.database()]
+    } else {
+        dbs.clone()
+    })
+}
+
+/// Every rename-database stage still to run must rename a database the dump restores.
+fn check_renames(
+    plan: &ResolvedPlan,
+    journal: Option<&Journal>,
+    dbs: Option<&[String]>,
+) -> Result<()> {
+    let Some(dbs) = dbs else { return Ok(()) };
+    for s in &plan.stages {
+        if let (Action::RenameDatabase { from, to }, None) = (&s.action, &s.skip) {
+            if !journal.is_some_and(|j| j.finished(s.number)) {
+                check_rename(from, to, dbs).map_err(|e| Error::Stage {
+                    number: s.number,
+                    name: s.name.clone(),
+                    journal: false,
+                    source: Box::new(e),
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_rename(from: &str, to: &str, dbs: &[String]) -> Result<()> {
+    if dbs.iter().any(|d| d == from) {
+        return Ok(());
+    }
+    Err(Error::RenameSource {
+        from: from.to_string(),
+        to: to.to_string(),
+        restored: dbs.to_vec(),
+    })
 }
 
 fn outcome(stage: &Stage, status: &str, detail: String, t0: Instant) -> StageOutcome {
@@ -632,7 +867,7 @@ async fn execute(
     psql: &crate::pg::Psql,
     opts: &RestoreOptions,
     backup_id: &str,
-    backup: &mut Option<pipeline::Plan>,
+    backup: &mut Option<Arc<pipeline::PreparedBackup>>,
     output: &mut Option<Output>,
     tables: &mut Option<Vec<TableRows>>,
     renames: &[(String, String)],
@@ -681,10 +916,15 @@ async fn execute(
             let rows = run_sql(psql, db.as_deref(), &sql).await?;
             Ok(format!("terminated {} session(s)", rows.len()))
         }
-        Action::DropSchema { .. }
-        | Action::TruncateRepmgr { .. }
-        | Action::RenameDatabase { .. }
-        | Action::Sql { .. } => {
+        Action::RenameDatabase { from, to } => {
+            if let Some(dbs) = &report.dump_databases {
+                check_rename(from, to, dbs)?;
+            }
+            let (db, sql) = stage.action.sql().expect("SQL");
+            run_sql(psql, db.as_deref(), &sql).await?;
+            Ok(format!("{from} is now {to}"))
+        }
+        Action::DropSchema { .. } | Action::TruncateRepmgr { .. } | Action::Sql { .. } => {
             let (db, sql) = stage.action.sql().expect("SQL");
             run_sql(psql, db.as_deref(), &sql).await?;
             Ok(String::new())
@@ -731,6 +971,9 @@ async fn execute(
             .await?;
             *tables = r.tables.clone();
             report.plaintext_sha256 = r.plaintext_sha256.clone();
+            if let Some(d) = dump_databases(&r, &opts.target) {
+                report.dump_databases = Some(d);
+            }
             let mut detail = format!(
                 "{} of {} in {:.1}s",
                 crate::format_bytes(r.bytes_dump),
@@ -771,7 +1014,7 @@ async fn execute(
 }
 
 /// Warns when the data directory's free space looks short for the dump (and its WAL).
-fn free_space_warning(data_dir: &str, backup: &pipeline::Plan) -> Option<String> {
+fn free_space_warning(data_dir: &str, backup: &pipeline::PreparedBackup) -> Option<String> {
     if data_dir.is_empty() || !Path::new(data_dir).exists() {
         return None;
     }
@@ -975,50 +1218,114 @@ pub async fn check_rows(
     }
     let mut checks = Vec::new();
     for (db, ts) in by_db {
-        let sql: Vec<String> = ts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| format!("SELECT {i}, count(*) FROM {}", t.table))
-            .collect();
-        let result = run_sql(psql, Some(&db), &format!("{};", sql.join(" UNION ALL "))).await;
-        let counts: BTreeMap<usize, u64> = match &result {
-            Ok(rows) => rows
-                .iter()
-                .filter_map(|r| Some((r.first()?.parse().ok()?, r.get(1)?.parse().ok()?)))
-                .collect(),
-            Err(_) => BTreeMap::new(),
-        };
+        let (counts, error) = count_tables(psql, &db, &ts).await;
         for (i, t) in ts.iter().enumerate() {
             let emptied = truncated
                 .iter()
                 .any(|(d, s)| d == &db && *s == schema_of(&t.table));
+            let restored = counts.get(&i).copied();
             checks.push(RowCheck {
                 database: db.clone(),
                 table: t.table.clone(),
                 dump_rows: t.rows,
                 expected_rows: if emptied { 0 } else { t.rows },
-                restored_rows: counts.get(&i).copied(),
-                error: result.as_ref().err().map(|e| {
-                    e.to_string()
-                        .lines()
-                        .last()
-                        .unwrap_or_default()
-                        .trim()
-                        .to_string()
-                }),
+                restored_rows: restored.flatten(),
+                error: match restored {
+                    Some(Some(_)) => None,
+                    Some(None) => Some("the table does not exist in the target".into()),
+                    None => error.clone(),
+                },
             });
         }
     }
     checks
 }
 
+/// Counts the rows each table holds itself: `ONLY`, because the dump's COPY block of an
+/// inheritance parent holds only the parent's rows; a partitioned table (which holds none
+/// itself) counted whole, because `pg_dump --load-via-partition-root` loads its partitions'
+/// rows through it. `Some(None)`: the table does not exist.
+async fn count_tables(
+    psql: &crate::pg::Psql,
+    db: &str,
+    tables: &[&TableRows],
+) -> (BTreeMap<usize, Option<u64>>, Option<String>) {
+    let last_line = |e: Error| {
+        e.to_string()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let kinds_sql: Vec<String> = tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            format!(
+                "SELECT {i}, coalesce((SELECT relkind::text FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass({})), '-')",
+                quote_literal(&t.table)
+            )
+        })
+        .collect();
+    let kinds = match run_sql(
+        psql,
+        Some(db),
+        &format!("{};", kinds_sql.join(" UNION ALL ")),
+    )
+    .await
+    {
+        Ok(rows) => rows
+            .into_iter()
+            .filter_map(|r| Some((r.first()?.parse::<usize>().ok()?, r.get(1)?.clone())))
+            .collect::<BTreeMap<usize, String>>(),
+        Err(e) => return (BTreeMap::new(), Some(last_line(e))),
+    };
+    let mut out: BTreeMap<usize, Option<u64>> = BTreeMap::new();
+    let mut count_sql = Vec::new();
+    for (i, t) in tables.iter().enumerate() {
+        match kinds.get(&i).map(String::as_str) {
+            Some("-") | None => {
+                out.insert(i, None);
+            }
+            Some("p") => count_sql.push(format!("SELECT {i}, count(*) FROM {}", t.table)),
+            Some(_) => count_sql.push(format!("SELECT {i}, count(*) FROM ONLY {}", t.table)),
+        }
+    }
+    if count_sql.is_empty() {
+        return (out, None);
+    }
+    match run_sql(
+        psql,
+        Some(db),
+        &format!("{};", count_sql.join(" UNION ALL ")),
+    )
+    .await
+    {
+        Ok(rows) => {
+            for r in rows {
+                if let (Some(i), Some(n)) = (
+                    r.first().and_then(|v| v.parse::<usize>().ok()),
+                    r.get(1).and_then(|v| v.parse::<u64>().ok()),
+                ) {
+                    out.insert(i, Some(n));
+                }
+            }
+            (out, None)
+        }
+        Err(e) => (out, Some(last_line(e))),
+    }
+}
+
 /// A table of row checks, mismatches first.
 pub fn render_checks(checks: &[RowCheck]) -> String {
     let mut rows: Vec<&RowCheck> = checks.iter().collect();
     rows.sort_by_key(|c| c.ok());
+    // Names as the dump writes them, a newline inside a quoted name shown as \n.
+    let name = |c: &RowCheck| format!("{}.{}", c.database, c.table).replace('\n', "\\n");
     let w = rows
         .iter()
-        .map(|c| c.database.len() + c.table.len() + 1)
+        .map(|c| name(c).chars().count())
         .max()
         .unwrap_or(5)
         .max(5);
@@ -1026,7 +1333,7 @@ pub fn render_checks(checks: &[RowCheck]) -> String {
     for c in rows {
         s.push_str(&format!(
             "\n{:<w$}  {:>12}  {:>12}  {}",
-            format!("{}.{}", c.database, c.table),
+            name(c),
             c.dump_rows,
             c.restored_rows.map(|r| r.to_string()).unwrap_or("-".into()),
             if c.ok() && c.expected_rows != c.dump_rows {
@@ -1062,6 +1369,12 @@ struct Entry {
     tables: Option<Vec<TableRows>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sha256: Option<String>,
+    /// The plan entry: which server, database and user the run restores into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+    /// The restore stage's: the databases the dump restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    databases: Option<Vec<String>>,
 }
 
 impl Entry {
@@ -1075,6 +1388,8 @@ impl Entry {
             error: None,
             tables: None,
             sha256: None,
+            target: None,
+            databases: None,
         }
     }
 }
@@ -1098,7 +1413,7 @@ struct Journal {
 }
 
 impl Journal {
-    fn open(path: &Path, fingerprint: &str, resume: bool) -> Result<Journal> {
+    fn open(path: &Path, fingerprint: &str, target: &str, resume: bool) -> Result<Journal> {
         let jerr = |reason: String| Error::Journal {
             path: path.display().to_string(),
             reason,
@@ -1129,9 +1444,19 @@ impl Journal {
                 return Err(jerr("--resume needs the journal of an earlier run, and this one is empty or missing".into()))
             }
             (false, true) => {
-                let fp = entries.first().and_then(|e| e.fingerprint.clone());
+                let first = entries.first();
+                let fp = first.and_then(|e| e.fingerprint.clone());
                 if fp.as_deref() != Some(fingerprint) {
-                    return Err(jerr("it was written for another plan, backup or variables; --resume only continues the same run".into()));
+                    let was = first.and_then(|e| e.target.clone());
+                    return Err(jerr(match was {
+                        Some(was) if was != target => format!(
+                            "it was written for a restore into {was}, and this run restores into {target}; \
+                             --resume only continues the same run, into the same target. Nothing was changed"
+                        ),
+                        _ => "it was written for another plan, backup, target or variables; --resume only \
+                              continues the same run. Nothing was changed"
+                            .into(),
+                    }));
                 }
             }
             (true, false) => {}
@@ -1152,6 +1477,8 @@ impl Journal {
                 error: None,
                 tables: None,
                 sha256: None,
+                target: Some(target.into()),
+                databases: None,
             };
             writeln!(file, "{}", serde_json::to_string(&e).expect("serializes"))
                 .and_then(|_| file.sync_data())

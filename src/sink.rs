@@ -60,15 +60,108 @@ pub struct ChildSummary {
     pub tail: Vec<String>,
 }
 
+/// Names that mean standard output: `-o -` and the system's aliases of fd 1, which are
+/// symbolic links that must be written through, never replaced.
+const STDOUT_NAMES: [&str; 4] = ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"];
+
+/// What an output path is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PathKind {
+    Absent,
+    Regular,
+    /// A FIFO or a character device: written directly, never replaced.
+    Stream,
+    Refused(&'static str),
+}
+
+fn path_kind(path: &Path) -> io::Result<PathKind> {
+    use std::os::unix::fs::FileTypeExt;
+    let md = match fs::symlink_metadata(path) {
+        Ok(md) => md,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(PathKind::Absent),
+        Err(e) => return Err(e),
+    };
+    let t = md.file_type();
+    Ok(if t.is_file() {
+        PathKind::Regular
+    } else if t.is_fifo() || t.is_char_device() {
+        PathKind::Stream
+    } else if t.is_symlink() {
+        PathKind::Refused(
+            "is a symbolic link, and an output path is never followed through a link: give the path it points to, or remove the link",
+        )
+    } else if t.is_dir() {
+        PathKind::Refused("is a directory: give a file name inside it, e.g. DIR/x.dump")
+    } else {
+        PathKind::Refused("is neither a regular file, a FIFO nor a character device")
+    })
+}
+
+fn refused(path: &Path, why: &'static str) -> Error {
+    Error::OutputRefused {
+        path: path.to_path_buf(),
+        why,
+    }
+}
+
 impl Output {
-    /// Refuses an existing output file before any work is done.
+    /// The output for `-o PATH`: standard output for `-` and `/dev/stdout`, else a file.
+    pub fn file(path: PathBuf, force: bool) -> Output {
+        if STDOUT_NAMES.iter().any(|n| Path::new(n) == path) {
+            Output::Stdout
+        } else {
+            Output::File { path, force }
+        }
+    }
+
+    /// Whether what was written cannot be taken back: standard output, a FIFO, a device.
+    pub fn is_stream(&self) -> bool {
+        match self {
+            Output::Stdout => true,
+            Output::File { path, .. } => path_kind(path).ok() == Some(PathKind::Stream),
+            _ => false,
+        }
+    }
+
+    /// Refuses, before any work is done: an existing file without `force`; a symbolic link,
+    /// a directory or anything else that is not a regular file, a FIFO or a character device;
+    /// a `FILE.partial` that is not a regular file of ours.
     pub fn preflight(&self) -> Result<()> {
-        if let Output::File { path, force: false } = self {
-            if fs::symlink_metadata(path).is_ok() {
-                return Err(Error::OutputExists { path: path.clone() });
+        let Output::File { path, force } = self else {
+            return Ok(());
+        };
+        let io_err = |e: io::Error| Error::Output {
+            what: path.display().to_string(),
+            source: e,
+        };
+        match path_kind(path).map_err(io_err)? {
+            PathKind::Refused(why) => return Err(refused(path, why)),
+            PathKind::Regular if !force => return Err(Error::OutputExists { path: path.clone() }),
+            // Written in place: nothing to replace, nothing to stage.
+            PathKind::Stream => return Ok(()),
+            PathKind::Regular | PathKind::Absent => {}
+        }
+        let partial = partial_path(path);
+        match fs::symlink_metadata(&partial) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(e)),
+            Ok(md) => {
+                use std::os::unix::fs::MetadataExt;
+                if !md.file_type().is_file() {
+                    Err(refused(
+                        &partial,
+                        "exists and is not a regular file (a symbolic link?): remove it; it is never followed or replaced",
+                    ))
+                } else if md.uid() != rustix::process::getuid().as_raw() {
+                    Err(refused(
+                        &partial,
+                        "exists and belongs to another user: it is not a leftover of ours; remove it or choose another output",
+                    ))
+                } else {
+                    Ok(())
+                }
             }
         }
-        Ok(())
     }
 
     /// Opens the sink.
@@ -87,6 +180,18 @@ impl Output {
             }
             Output::File { path, force } => {
                 self.preflight()?;
+                if path_kind(path).ok() == Some(PathKind::Stream) {
+                    // A FIFO's reader or a device gets the bytes as they come.
+                    return OpenOptions::new()
+                        .write(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .open(path)
+                        .map(Sink::Stdout)
+                        .map_err(|e| Error::Output {
+                            what: path.display().to_string(),
+                            source: e,
+                        });
+                }
                 AtomicFile::create(path, *force).map(Sink::File)
             }
             Output::Discard => Ok(Sink::Discard),
@@ -383,16 +488,23 @@ pub fn partial_path(path: &Path) -> PathBuf {
 impl AtomicFile {
     fn create(path: &Path, force: bool) -> Result<Self> {
         let partial = partial_path(path);
+        let err = |e: io::Error| Error::Output {
+            what: partial.display().to_string(),
+            source: e,
+        };
+        // A leftover of ours (checked by preflight: a regular file of this user) goes; then
+        // a new file that cannot be anything planted there: O_EXCL never follows a link,
+        // and the mode is 0600 whatever the leftover's was.
+        if fs::symlink_metadata(&partial).is_ok_and(|m| m.file_type().is_file()) {
+            fs::remove_file(&partial).map_err(err)?;
+        }
         let file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(0o600)
             .open(&partial)
-            .map_err(|e| Error::Output {
-                what: partial.display().to_string(),
-                source: e,
-            })?;
+            .map_err(err)?;
         Ok(AtomicFile {
             file: Some(file),
             partial,
@@ -420,10 +532,22 @@ impl AtomicFile {
         let f = self.file.take().expect("open until commit");
         f.sync_all().map_err(|e| self.fail(e))?;
         drop(f);
-        if !self.force && fs::symlink_metadata(&self.path).is_ok() {
-            return Err(Error::OutputExists {
-                path: self.path.clone(),
-            });
+        // What was checked at the start may have changed while we streamed.
+        match path_kind(&self.path).map_err(|e| self.fail(e))? {
+            PathKind::Absent => {}
+            PathKind::Regular if self.force => {}
+            PathKind::Regular => {
+                return Err(Error::OutputExists {
+                    path: self.path.clone(),
+                })
+            }
+            PathKind::Stream => {
+                return Err(refused(
+                    &self.path,
+                    "became a FIFO or a device while the dump was written; it is not replaced",
+                ))
+            }
+            PathKind::Refused(why) => return Err(refused(&self.path, why)),
         }
         fs::rename(&self.partial, &self.path).map_err(|e| self.fail(e))?;
         if let Some(dir) = self.path.parent() {

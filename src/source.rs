@@ -59,6 +59,9 @@ pub trait Source: Send + Sync + Debug {
     /// Where this is, for messages: `local directory /srv/backups`.
     fn describe(&self) -> String;
 
+    /// The kind of storage, for reports: `local`, `s3` or `azure`.
+    fn kind(&self) -> &'static str;
+
     /// All objects whose names start with `prefix` (pagination is the backend's business).
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectMeta>>>;
 
@@ -185,7 +188,12 @@ impl Location {
             }
             (Some(other), Some(k)) => {
                 return Err(bad(&format!(
-                    "--storage {k:?} does not go with a {other}:// location"
+                    "--storage {} does not go with a {other}:// location",
+                    match k {
+                        StorageKind::Local => "local",
+                        StorageKind::S3 => "s3",
+                        StorageKind::Azure => "azure",
+                    }
                 )))
             }
             (None, Some(k)) => k,

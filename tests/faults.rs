@@ -100,6 +100,19 @@ fn rows() -> Vec<Row> {
             says: &["truncated", "-14"],
         },
         Row {
+            fault: "truncated at a block boundary (an upload cut short)",
+            fixture: Fixture::Cli,
+            setup: |_, p| {
+                // 4096 is a multiple of 16: the stream stays block-aligned.
+                cut_tail(p.last().unwrap(), 4096);
+            },
+            args: &[],
+            secret: SECRET,
+            restore: true,
+            ulimit_kib: None,
+            says: &["is truncated", "-14 at byte"],
+        },
+        Row {
             fault: "truncated part (metadata)",
             fixture: Fixture::Packed,
             setup: |_, p| {
@@ -117,7 +130,8 @@ fn rows() -> Vec<Row> {
             setup: |_, p| flip_byte(&p[6], 1000),
             args: &[],
             secret: SECRET,
-            restore: false,
+            // Found by the whole read before the plan's destructive stage.
+            restore: true,
             ulimit_kib: None,
             says: &["corrupt"],
         },
@@ -127,7 +141,7 @@ fn rows() -> Vec<Row> {
             setup: |_, p| flip_byte(&p[2], 500),
             args: &[],
             secret: SECRET,
-            restore: false,
+            restore: true,
             ulimit_kib: None,
             says: &["-3 does not match its recorded sha256"],
         },

@@ -11,4 +11,5 @@ mod faults;
 mod pack_verify;
 mod props;
 mod restore;
+mod safety;
 mod versions;

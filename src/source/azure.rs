@@ -190,6 +190,10 @@ fn store_error(
 }
 
 impl Source for AzureSource {
+    fn kind(&self) -> &'static str {
+        "azure"
+    }
+
     fn describe(&self) -> String {
         let mut s = format!("az://{}/{}", self.container, self.prefix);
         if s.ends_with('/') {

@@ -43,6 +43,10 @@ fn blocking<T: Send + 'static>(
 }
 
 impl Source for LocalSource {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
     fn describe(&self) -> String {
         format!("local directory {}", self.root.display())
     }

@@ -12,7 +12,9 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
-use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{
+    ProvideCredentials, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -60,6 +62,21 @@ impl S3Source {
             loader = loader.endpoint_url(e);
         }
         let conf = loader.load().await;
+        // Without credentials every request fails after the SDK's own lookups; say so once,
+        // at once, before anything else is tried.
+        let found = match conf.credentials_provider() {
+            Some(p) => matches!(
+                tokio::time::timeout(Duration::from_secs(15), p.provide_credentials()).await,
+                Ok(Ok(_))
+            ),
+            None => false,
+        };
+        if !found {
+            return Err(Error::NoCredentials {
+                location: format!("s3://{bucket}"),
+                hint: String::new(),
+            });
+        }
         let mut b = aws_sdk_s3::config::Builder::from(&conf)
             // S3-compatible stores often reject the newer default checksum headers.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
@@ -115,10 +132,19 @@ where
         (Some(301), _) => ". The bucket is in another region: pass --region",
         _ => "",
     };
-    let mut msg = match (status, &code) {
-        (Some(s), Some(c)) => format!("HTTP {s} {c}"),
-        (Some(s), None) => format!("HTTP {s}"),
-        _ => DisplayErrorContext(&e).to_string(),
+    let mut msg = match (status, &code, &e) {
+        (Some(s), Some(c), _) => format!("HTTP {s} {c}"),
+        (Some(s), None, _) => format!("HTTP {s}"),
+        (None, _, SdkError::DispatchFailure(d)) if d.is_timeout() => {
+            "read timeout: nothing arrived within --read-timeout".to_string()
+        }
+        (None, _, SdkError::DispatchFailure(_)) => {
+            format!("cannot reach the S3 endpoint: {}", root_cause(&e))
+        }
+        (None, _, SdkError::TimeoutError(_)) => {
+            "read timeout: nothing arrived within --read-timeout".to_string()
+        }
+        _ => root_cause(&e),
     };
     if let Some(m) = e.message() {
         msg.push_str(": ");
@@ -128,7 +154,25 @@ where
     Error::storage(op, object, range, transient, msg)
 }
 
+/// The innermost error's message: what went wrong, without the SDK's layers of wrapping.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    let text = cur.to_string();
+    if text.is_empty() {
+        DisplayErrorContext(e).to_string()
+    } else {
+        text
+    }
+}
+
 impl Source for S3Source {
+    fn kind(&self) -> &'static str {
+        "s3"
+    }
+
     fn describe(&self) -> String {
         let mut s = format!("s3://{}/{}", self.bucket, self.prefix);
         if s.ends_with('/') {

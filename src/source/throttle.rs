@@ -37,6 +37,10 @@ impl Throttled {
 }
 
 impl Source for Throttled {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
     fn describe(&self) -> String {
         format!(
             "{} (limited to {}/s)",
