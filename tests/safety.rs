@@ -822,7 +822,8 @@ fn json_on_failure_and_usage_errors() {
     assert!(v["error"].as_str().unwrap().contains("preflight"));
     assert_eq!(v["backup_id"], ID);
 
-    let usage: [(&[&str], &[(&str, &str)], &str); 5] = [
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let usage: [Case<'_>; 5] = [
         (
             &[
                 "restore",
