@@ -899,3 +899,35 @@ fn json_on_failure_and_usage_errors() {
         stderr(&out)
     );
 }
+
+/// Issue 10 §5: the progress bar (shown on a terminal) is cleared on Ctrl-C as on success:
+/// the line it was on is erased before the messages that follow.
+#[test]
+fn the_progress_bar_is_cleared_on_ctrl_c() {
+    let tmp = tempfile::tempdir().unwrap();
+    cli_backup(
+        tmp.path(),
+        ID,
+        &random_bytes(3 << 20, 4),
+        "-md md5",
+        4,
+        Naming::FromOne,
+    );
+    let out = tmp.path().join("x.dump");
+    let args = [
+        "--bucket",
+        tmp.path().to_str().unwrap(),
+        "--backup-id",
+        ID,
+        "--limit-rate",
+        "512KiB",
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    let (code, screen, _) = on_a_terminal(&args, &[("A9S_SECRET", SECRET)], "part 1 of", "\\x03");
+    assert_eq!(code, 130, "{screen}");
+    let after = screen.rsplit("part 1 of").next().unwrap_or_default();
+    let erased = after.find("\u{1b}[2K").unwrap_or(usize::MAX);
+    let message = after.find("a9s-recover:").unwrap_or(0);
+    assert!(erased < message, "the bar was left on screen: {after:?}");
+}

@@ -18,4 +18,6 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(whole.tables(), chunked.tables());
     assert_eq!(whole.in_copy(), chunked.in_copy());
+    assert_eq!(whole.databases(), chunked.databases());
+    assert_eq!(whole.into_tables(), chunked.into_tables());
 });
