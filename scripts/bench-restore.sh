@@ -7,6 +7,9 @@
 #   manual:  cat $(ls -1v ID-*) | openssl enc -d | gunzip -c > dump.sql; psql -X -q -f dump.sql
 #   psql -f: psql -X -q -f dump.sql   (the decrypted file already there)
 #   ours:    a9s-recover restore --target ... --yes --no-verify   (and once more with verify)
+#   first:   a plan with a destructive stage before the stream (a no-op command), so the whole
+#            backup is read and checked before it (the default); first_skip: the same plan
+#            with --no-verify-first. The difference is what the whole read costs.
 #
 # The cluster runs with fsync=off and full_page_writes=off for every contender alike, so the
 # numbers compare the pipelines, not the disk. The database the dump creates is dropped
@@ -47,8 +50,11 @@ manual() {
 psqlf() { "$PGBIN/psql" -X -q -d "$DSN" -f "$WORK/dump.sql" > /dev/null; }
 ours() { "$BIN" restore --bucket "$WORK/b" --backup-id "$ID" --target "$DSN" --yes --no-verify -q > /dev/null; }
 ours_verify() { "$BIN" restore --bucket "$WORK/b" --backup-id "$ID" --target "$DSN" --yes -q > /dev/null; }
+printf '[[stage]]\nkind = "command"\nname = "stop the application"\nrun = "true"\n\n[[stage]]\nkind = "restore"\n' > "$WORK/first.toml"
+first() { "$BIN" restore --bucket "$WORK/b" --backup-id "$ID" --target "$DSN" --yes -q --plan "$WORK/first.toml" > /dev/null; }
+first_skip() { "$BIN" restore --bucket "$WORK/b" --backup-id "$ID" --target "$DSN" --yes -q --plan "$WORK/first.toml" --no-verify-first > /dev/null; }
 for _ in $(seq "$RUNS"); do
-  for name in manual psqlf ours ours_verify; do
+  for name in manual psqlf ours ours_verify first first_skip; do
     reset
     t $name >> "$WORK/$name.t"
   done
@@ -56,9 +62,9 @@ done
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 M=$(median < "$WORK/manual.t"); P=$(median < "$WORK/psqlf.t")
 printf '\n| procedure | median s | vs manual | vs psql -f |\n|---|---:|---:|---:|\n'
-for name in manual psqlf ours ours_verify; do
+for name in manual psqlf ours ours_verify first first_skip; do
   m=$(median < "$WORK/$name.t")
   awk -v n="$name" -v m="$m" -v M="$M" -v P="$P" 'BEGIN {printf "| %s | %.2f | %.2fx | %.2fx |\n", n, m, m/M, m/P}'
 done
 echo
-for name in manual psqlf ours ours_verify; do echo "  $name: $(tr '\n' ' ' < "$WORK/$name.t")"; done
+for name in manual psqlf ours ours_verify first first_skip; do echo "  $name: $(tr '\n' ' ' < "$WORK/$name.t")"; done
