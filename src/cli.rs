@@ -822,7 +822,7 @@ async fn recover(args: RecoverArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
                 (_, false) => {
                     if let Some(p) = &args.output {
                         ui.notice(&format!(
-                            "nothing was left at {} (the partial output was removed)",
+                            "{} was not written, and nothing partial was left beside it",
                             p.display()
                         ));
                     }

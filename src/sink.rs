@@ -141,6 +141,16 @@ impl Output {
             PathKind::Stream => return Ok(()),
             PathKind::Regular | PathKind::Absent => {}
         }
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if !parent.is_dir() {
+            return Err(Error::OutputRefused {
+                path: path.to_path_buf(),
+                why: "is in a directory that does not exist: create it first, or give another path",
+            });
+        }
         let partial = partial_path(path);
         match fs::symlink_metadata(&partial) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

@@ -175,21 +175,7 @@ fn fixture(kind: Fixture, dir: &Path) -> Vec<PathBuf> {
         Fixture::Packed => {
             let out = pack(dir, ID, &plain, &["--part-size", "3000"]);
             assert!(out.status.success(), "{}", stderr(&out));
-            let mut parts: Vec<(u64, PathBuf)> = fs::read_dir(dir)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .filter_map(|p| {
-                    let n = p
-                        .file_name()?
-                        .to_str()?
-                        .strip_prefix(&format!("{ID}-"))?
-                        .parse()
-                        .ok()?;
-                    Some((n, p))
-                })
-                .collect();
-            parts.sort();
-            parts.into_iter().map(|x| x.1).collect()
+            parts_in(dir, ID)
         }
     }
 }

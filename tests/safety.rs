@@ -38,21 +38,7 @@ fn packed_without_metadata(dir: &Path, id: &str, dump: &[u8], part_size: u64) ->
     );
     assert!(out.status.success(), "{}", stderr(&out));
     fs::remove_file(dir.join(format!("{id}.json"))).unwrap();
-    let mut parts: Vec<(u64, PathBuf)> = fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| {
-            let p = e.unwrap().path();
-            let n = p
-                .file_name()?
-                .to_str()?
-                .strip_prefix(&format!("{id}-"))?
-                .parse()
-                .ok()?;
-            Some((n, p))
-        })
-        .collect();
-    parts.sort();
-    parts.into_iter().map(|x| x.1).collect()
+    parts_in(dir, id)
 }
 
 /// Issue 10 §1: parts 1-2 of a good backup plus `head -c 4096` of part 3 (an upload cut at
@@ -521,6 +507,16 @@ fn output_paths_are_never_followed_or_replaced() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("is a directory"), "{}", stderr(&out));
     assert!(!out_dir.join("adir.partial").exists());
+
+    // A directory that does not exist: said before anything is read.
+    let missing = out_dir.join("no-such-dir").join("x.sql");
+    let out = recover(&bucket, ID, SECRET, &["-o", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("directory that does not exist"),
+        "{}",
+        stderr(&out)
+    );
 
     // `-` and /dev/stdout are standard output; /dev/stdout stays the system's link.
     for name in ["-", "/dev/stdout"] {

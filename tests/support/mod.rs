@@ -309,3 +309,22 @@ pub fn files_in(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// The parts `<id>-<N>` in `dir`, in numeric order.
+pub fn parts_in(dir: &Path, id: &str) -> Vec<PathBuf> {
+    let mut parts: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            let n = p
+                .file_name()?
+                .to_str()?
+                .strip_prefix(&format!("{id}-"))?
+                .parse()
+                .ok()?;
+            Some((n, p))
+        })
+        .collect();
+    parts.sort();
+    parts.into_iter().map(|x| x.1).collect()
+}
