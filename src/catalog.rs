@@ -251,7 +251,7 @@ pub fn is_of_instance(id: &str, instance: &str) -> bool {
 }
 
 /// Summaries of the backups in a listing, newest first, from the part names alone.
-/// [`crate::pipeline::list_backups`] adds the metadata checks.
+/// `pipeline::list_backups` adds the metadata checks.
 pub fn summarize(objects: &[ObjectMeta], instance: Option<&str>) -> Vec<BackupSummary> {
     backup_ids(objects)
         .into_iter()
@@ -288,7 +288,7 @@ pub fn summarize(objects: &[ObjectMeta], instance: Option<&str>) -> Vec<BackupSu
             BackupSummary {
                 instance_id: ts.map(|t| t.0.to_string()),
                 timestamp_ms: ts.map(|t| t.1),
-                time_utc: ts.map(|t| crate::pack::rfc3339_from_millis(t.1)),
+                time_utc: ts.map(|t| crate::time::rfc3339_from_millis(t.1)),
                 parts,
                 size,
                 metadata: has_meta,

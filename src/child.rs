@@ -12,6 +12,8 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::Mutex;
 
+use crate::error::{Error, Result};
+
 /// Process groups of children that are running now.
 static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
@@ -50,6 +52,91 @@ pub(crate) fn stop_all() {
     for pid in live {
         kill_group(pid);
     }
+}
+
+/// Runs `cmd` to its end in a process group of its own, `stdin` fed to it, stdout collected
+/// and stderr drained at the same time (so that neither pipe can fill and stall the child),
+/// without blocking the async runtime. The group is killed if the caller gives up on it (an
+/// error elsewhere, Ctrl-C, SIGTERM) before the child exits.
+pub(crate) async fn output(
+    mut cmd: std::process::Command,
+    stdin: Option<Vec<u8>>,
+) -> Result<(std::process::ExitStatus, String, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// Stops the child's whole process group if the stage is abandoned (an error elsewhere,
+    /// Ctrl-C, SIGTERM) before the child exits.
+    struct Abandon(Option<u32>);
+    impl Drop for Abandon {
+        fn drop(&mut self) {
+            if let Some(pid) = self.0 {
+                kill_group(pid);
+            }
+        }
+    }
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    own_group(&mut cmd);
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true)
+        .stdin(if stdin.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| Error::Child {
+        program: program.clone(),
+        doing: "starting".into(),
+        status: e.to_string(),
+        stderr: String::new(),
+    })?;
+    let mut abandon = Abandon(child.id());
+    if let Some(pid) = abandon.0 {
+        register(pid);
+    }
+    if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
+        tokio::spawn(async move {
+            let _ = w.write_all(&data).await;
+        });
+    }
+    fn collect(
+        mut r: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    ) -> tokio::task::JoinHandle<Vec<u8>> {
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf).await;
+            buf
+        })
+    }
+    let out = collect(child.stdout.take().expect("piped"));
+    let err = collect(child.stderr.take().expect("piped"));
+    let status = child.wait().await.map_err(|e| Error::Child {
+        program,
+        doing: "waiting".into(),
+        status: e.to_string(),
+        stderr: String::new(),
+    })?;
+    if let Some(pid) = abandon.0.take() {
+        unregister(pid);
+    }
+    // Something the command left running in the background may hold its output open; what it
+    // said before it exited is enough.
+    let grace = std::time::Duration::from_secs(2);
+    let o = tokio::time::timeout(grace, out)
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or_default();
+    let e = tokio::time::timeout(grace, err)
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or_default();
+    Ok((
+        status,
+        String::from_utf8_lossy(&o).into_owned(),
+        String::from_utf8_lossy(&e).into_owned(),
+    ))
 }
 
 #[cfg(test)]

@@ -11,12 +11,11 @@ use std::collections::BTreeMap;
 
 use a9s_recover::crypto::{Digest, Kdf, DEFAULT_PBKDF2_ITER};
 use a9s_recover::pack::{self, PackRequest};
+use a9s_recover::pg::cluster::TempCluster;
 use a9s_recover::pg::{ConnInfo, PgTools};
 use a9s_recover::pipeline::{self, KdfChoice, PreparedBackup, Report, Request, RunOptions};
 use a9s_recover::plan::PlanFile;
-use a9s_recover::restore::{
-    self, Confirmation, DumpFormat, RestoreOptions, RestoreReport, TempCluster,
-};
+use a9s_recover::restore::{self, Confirmation, DumpFormat, RestoreOptions, RestoreReport};
 use a9s_recover::sink::Output;
 use a9s_recover::source::{CloudOptions, Location, Source, StorageKind, Throttled};
 use a9s_recover::{format_bytes, parse_size, Secret, Shutdown};
@@ -1293,7 +1292,13 @@ async fn drill_inner(
     };
     let (source, req) = backup_request(&args.backup, ui, &shutdown).await?;
     ui.notice("starting a throwaway PostgreSQL cluster");
-    let mut cluster = TempCluster::start(&tools, args.work_dir.as_deref())?;
+    // initdb and pg_ctl take seconds: off the async runtime.
+    let work_dir = args.work_dir.clone();
+    let start_tools = tools.clone();
+    let mut cluster =
+        tokio::task::spawn_blocking(move || TempCluster::start(&start_tools, work_dir.as_deref()))
+            .await
+            .map_err(|e| anyhow::anyhow!("starting the drill cluster: {e}"))??;
     let mut opts = restore_options(&args.load, cluster.conninfo(), ui, shutdown);
     opts.yes = true;
     let plan = PlanFile::parse("drill", a9s_recover::plan::DEFAULT_PLAN)?;
@@ -1316,7 +1321,7 @@ async fn drill_inner(
             cluster.dir.display()
         ));
     } else {
-        cluster.stop();
+        let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;
     }
     result?;
     if !args.load.json {

@@ -40,22 +40,11 @@ pub mod secret;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod time;
 
 pub use error::{Error, Result};
 pub use secret::Secret;
 pub use shutdown::Shutdown;
-
-/// `PID-NANOS`: a name part no other run of ours, concurrent or earlier, has used.
-pub(crate) fn unique_suffix() -> String {
-    format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    )
-}
 
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {

@@ -8,7 +8,6 @@
 
 use std::io::{Read, Write};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use flate2::write::GzEncoder;
@@ -23,6 +22,7 @@ use crate::progress::Progress;
 use crate::secret::Secret;
 use crate::shutdown::Shutdown;
 use crate::source::{Source, Upload};
+use crate::time::{now_millis, rfc3339_from_millis};
 
 /// Read size from the input.
 const READ_CHUNK: usize = 1 << 20;
@@ -235,58 +235,7 @@ fn compress_encrypt(
     Ok((total, crate::hex(&sha.finalize())))
 }
 
-/// Milliseconds since the epoch.
-pub(crate) fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// A new backup id for an instance: `<instance-id>-<now in ms>`.
 pub fn new_backup_id(instance_id: &str) -> String {
     format!("{instance_id}-{}", now_millis())
-}
-
-/// `2019-01-31T20:52:27.154Z` from milliseconds since the epoch (UTC, proleptic Gregorian).
-pub fn rfc3339_from_millis(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps() {
-        assert_eq!(rfc3339_from_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            rfc3339_from_millis(1_548_967_947_154),
-            "2019-01-31T20:52:27.154Z"
-        );
-        assert_eq!(
-            rfc3339_from_millis(1_709_210_096_001),
-            "2024-02-29T12:34:56.001Z"
-        );
-    }
 }

@@ -13,6 +13,8 @@ use crate::dump::PgVersion;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
+pub mod cluster;
+
 /// A parsed connection string without its password.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct ConnInfo {
@@ -387,6 +389,34 @@ impl Psql {
             conn,
             program: tools.find("psql")?,
         })
+    }
+
+    /// Runs SQL (`ON_ERROR_STOP`) on `db` (default: the connection's) and returns the rows,
+    /// tab-separated fields split. psql runs as a child that is killed if the caller gives
+    /// up (an interrupted restore).
+    pub async fn query(&self, db: Option<&str>, sql: &str) -> Result<Vec<Vec<String>>> {
+        let conn = match db {
+            Some(d) => self.conn.with_db(d),
+            None => self.conn.clone(),
+        };
+        let mut std_cmd = std::process::Command::new(&self.program);
+        std_cmd.args(["-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1"]);
+        conn.apply(&mut std_cmd);
+        let (status, stdout, stderr) =
+            crate::child::output(std_cmd, Some(sql.as_bytes().to_vec())).await?;
+        if !status.success() {
+            return Err(Error::Child {
+                program: "psql".into(),
+                doing: format!("running SQL on {}", conn.describe()),
+                status: status.to_string(),
+                stderr: stderr.trim().to_string(),
+            });
+        }
+        Ok(stdout
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect())
     }
 }
 

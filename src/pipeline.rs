@@ -224,7 +224,7 @@ pub async fn list_backups(
     while let Some(r) = checks.join_next().await {
         note(&mut summaries, r);
     }
-    catalog::mark_implausible(&mut summaries, crate::pack::now_millis());
+    catalog::mark_implausible(&mut summaries, crate::time::now_millis());
     Ok(summaries)
 }
 

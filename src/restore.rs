@@ -14,23 +14,28 @@
 //! redone unless `--redo-interrupted` says so, because the database may hold half of it.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::dump::{self, ArchiveVersion, DumpKind, Origin, PgVersion, TableRows};
+use crate::dump::{self, DumpKind, Origin, PgVersion, TableRows};
 use crate::error::{Error, Result};
-use crate::pg::{quote_literal, ConnInfo, PgTools};
+use crate::pg::{ConnInfo, PgTools};
 use crate::pipeline::{self, Report, Request, RunOptions};
 use crate::plan::{Action, PlanFile, ResolvedPlan, Stage};
+
+pub mod compat;
+mod journal;
+pub mod verify;
+
 use crate::shutdown::Shutdown;
 use crate::sink::Output;
 use crate::source::Source;
+use compat::{check_target_version, check_tool};
+use journal::{Entry, Event, Journal, StageState};
+pub use verify::{check_rows, render_checks, RowCheck};
 
 /// How the dump is fed to PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -156,44 +161,6 @@ pub struct StageOutcome {
     pub status: String,
     pub detail: String,
     pub seconds: f64,
-}
-
-/// One table's verification.
-#[derive(Debug, Clone, Serialize)]
-pub struct RowCheck {
-    pub database: String,
-    pub table: String,
-    pub dump_rows: u64,
-    /// What the table should hold now: the dump's rows, or 0 when a stage of the plan
-    /// emptied it on purpose (truncate-repmgr).
-    pub expected_rows: u64,
-    pub restored_rows: Option<u64>,
-    pub error: Option<String>,
-}
-
-impl RowCheck {
-    fn ok(&self) -> bool {
-        self.restored_rows == Some(self.expected_rows)
-    }
-}
-
-/// The schema of `schema.table` as COPY writes it (either part may be double-quoted).
-fn schema_of(table: &str) -> String {
-    let mut out = String::new();
-    let mut quoted = false;
-    let mut chars = table.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                out.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            '.' if !quoted => return out,
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// The outcome of a restore.
@@ -383,55 +350,6 @@ fn prepare_with_head(
     })
 }
 
-/// Refuses, before anything runs, a dump that the local psql or pg_restore cannot read.
-fn check_tool(
-    origin: &Origin,
-    format: DumpFormat,
-    program: &Path,
-    version: Option<PgVersion>,
-) -> Result<()> {
-    let Some(version) = version else {
-        return Ok(());
-    };
-    let made = origin
-        .describe()
-        .map(|m| format!(" made by {m}"))
-        .unwrap_or_default();
-    match format {
-        DumpFormat::Custom => {
-            let (Some(archive), Some(newest)) =
-                (origin.archive, ArchiveVersion::newest_readable_by(version))
-            else {
-                return Ok(());
-            };
-            if archive <= newest {
-                return Ok(());
-            }
-            let major = origin
-                .pg_dump
-                .map(|v| v.major_name())
-                .unwrap_or_else(|| "a newer".into());
-            Err(Error::Incompatible(format!(
-                "the dump is a custom-format archive of version {archive}{made}, and pg_restore {version} ({}) reads archives up to {newest}. \
-                 Install PostgreSQL {major}'s client programs (postgresql-client-{major}) and pass --pg-bin /usr/lib/postgresql/{major}/bin. \
-                 Nothing was changed.",
-                program.display()
-            )))
-        }
-        DumpFormat::Sql => {
-            if !origin.restrict || crate::pg::psql_knows_restrict(version) {
-                return Ok(());
-            }
-            Err(Error::Incompatible(format!(
-                "the dump{made} uses psql's \\restrict (pg_dump releases from August 2025 on), which psql {version} ({}) does not know: it would stop at the first line. \
-                 Install a newer psql (13.22, 14.19, 15.14, 16.10, 17.6 or later in its major version) or pass --pg-bin DIR. \
-                 Nothing was changed.",
-                program.display()
-            )))
-        }
-    }
-}
-
 /// Records the target's version and checks the dump against it.
 fn target_version_is(
     v: PgVersion,
@@ -444,32 +362,6 @@ fn target_version_is(
         notify(&w);
     }
     Ok(())
-}
-
-/// Refuses a dump of a newer major version than the target runs, unless allowed; allowed, a
-/// warning to show.
-fn check_target_version(origin: &Origin, target: PgVersion, allow: bool) -> Result<Option<String>> {
-    let Some(needed) = origin.newest_major() else {
-        return Ok(None);
-    };
-    if needed <= target.major() {
-        return Ok(None);
-    }
-    let made = origin.describe().unwrap_or_default();
-    if allow {
-        return Ok(Some(format!(
-            "warning: restoring a dump made by {made} into PostgreSQL {target} (--allow-older-target): \
-             PostgreSQL does not support this; expect errors where the dump uses what PostgreSQL {} lacks",
-            target.major_name()
-        )));
-    }
-    Err(Error::Incompatible(format!(
-        "the dump was made by {made}, and the target runs PostgreSQL {target}: PostgreSQL does not support \
-         restoring into an older major version, and it fails partway (settings and syntax the older server \
-         does not know). Restore into PostgreSQL {} or later, or pass --allow-older-target to try anyway. \
-         The restore did not start.",
-        needed.major_name()
-    )))
 }
 
 /// The connection arguments as [`ConnInfo::apply`] gives them to the child.
@@ -668,7 +560,7 @@ async fn run_plan(
         }
         notify(&format!("{label}: starting"));
         if let Some(j) = &mut journal {
-            j.append(Entry::new("start", stage))?;
+            j.append(Entry::new(Event::Start, stage))?;
         }
         let result = {
             let exec = execute(
@@ -698,7 +590,7 @@ async fn run_plan(
         match result {
             Ok(detail) => {
                 if let Some(j) = &mut journal {
-                    let mut e = Entry::new("finish", stage);
+                    let mut e = Entry::new(Event::Finish, stage);
                     if matches!(stage.action, Action::Restore { .. }) {
                         e.tables = tables.clone();
                         e.sha256 = report.plaintext_sha256.clone();
@@ -718,7 +610,7 @@ async fn run_plan(
             }
             Err(e) => {
                 if let Some(j) = &mut journal {
-                    let mut entry = Entry::new("fail", stage);
+                    let mut entry = Entry::new(Event::Fail, stage);
                     entry.error = Some(e.to_string());
                     j.append(entry)?;
                 }
@@ -878,7 +770,7 @@ async fn execute(
     match &stage.action {
         Action::Preflight => {
             let (db, sql) = stage.action.sql().expect("SQL");
-            let rows = run_sql(psql, db.as_deref(), &sql).await?;
+            let rows = psql.query(db.as_deref(), &sql).await?;
             let row = rows.first().cloned().unwrap_or_default();
             let get = |i: usize| row.get(i).cloned().unwrap_or_default();
             if get(1) == "t" {
@@ -890,7 +782,7 @@ async fn execute(
                 target_version_is(v, report, opts, notify)?;
             }
             if let Some(b) = backup.as_ref() {
-                if let Some(warning) = free_space_warning(&get(4), b) {
+                if let Some(warning) = free_space_warning(&get(4), b).await {
                     notify(&warning);
                 }
             }
@@ -903,7 +795,7 @@ async fn execute(
         }
         Action::DropInactiveSlots => {
             let (db, sql) = stage.action.sql().expect("SQL");
-            let rows = run_sql(psql, db.as_deref(), &sql).await?;
+            let rows = psql.query(db.as_deref(), &sql).await?;
             let names: Vec<String> = rows.iter().filter_map(|r| r.first().cloned()).collect();
             Ok(if names.is_empty() {
                 "no inactive slots".into()
@@ -913,7 +805,7 @@ async fn execute(
         }
         Action::TerminateSessions { .. } => {
             let (db, sql) = stage.action.sql().expect("SQL");
-            let rows = run_sql(psql, db.as_deref(), &sql).await?;
+            let rows = psql.query(db.as_deref(), &sql).await?;
             Ok(format!("terminated {} session(s)", rows.len()))
         }
         Action::RenameDatabase { from, to } => {
@@ -921,12 +813,12 @@ async fn execute(
                 check_rename(from, to, dbs)?;
             }
             let (db, sql) = stage.action.sql().expect("SQL");
-            run_sql(psql, db.as_deref(), &sql).await?;
+            psql.query(db.as_deref(), &sql).await?;
             Ok(format!("{from} is now {to}"))
         }
         Action::DropSchema { .. } | Action::TruncateRepmgr { .. } | Action::Sql { .. } => {
             let (db, sql) = stage.action.sql().expect("SQL");
-            run_sql(psql, db.as_deref(), &sql).await?;
+            psql.query(db.as_deref(), &sql).await?;
             Ok(String::new())
         }
         Action::Command {
@@ -944,7 +836,9 @@ async fn execute(
         Action::Restore { .. } => {
             // A plan without a preflight stage: ask the target here, before the stream.
             if report.target_version.is_none() {
-                let rows = run_sql(psql, None, "SELECT current_setting('server_version');").await?;
+                let rows = psql
+                    .query(None, "SELECT current_setting('server_version');")
+                    .await?;
                 let v = rows
                     .first()
                     .and_then(|r| r.first())
@@ -1014,15 +908,13 @@ async fn execute(
 }
 
 /// Warns when the data directory's free space looks short for the dump (and its WAL).
-fn free_space_warning(data_dir: &str, backup: &pipeline::PreparedBackup) -> Option<String> {
+async fn free_space_warning(data_dir: &str, backup: &pipeline::PreparedBackup) -> Option<String> {
     if data_dir.is_empty() || !Path::new(data_dir).exists() {
         return None;
     }
-    let out = std::process::Command::new("df")
-        .args(["-Pk", data_dir])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let mut df = std::process::Command::new("df");
+    df.args(["-Pk", data_dir]);
+    let (_, text, _) = crate::child::output(df, None).await.ok()?;
     let avail_kib: u64 = text
         .lines()
         .nth(1)?
@@ -1045,112 +937,6 @@ fn free_space_warning(data_dir: &str, backup: &pipeline::PreparedBackup) -> Opti
     })
 }
 
-/// Runs SQL through psql as a child that is killed if the restore is interrupted.
-async fn run_sql(psql: &crate::pg::Psql, db: Option<&str>, sql: &str) -> Result<Vec<Vec<String>>> {
-    let conn = match db {
-        Some(d) => psql.conn.with_db(d),
-        None => psql.conn.clone(),
-    };
-    let mut std_cmd = std::process::Command::new(&psql.program);
-    std_cmd.args(["-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1"]);
-    conn.apply(&mut std_cmd);
-    let (status, stdout, stderr) = run_child(std_cmd, Some(sql.as_bytes().to_vec())).await?;
-    if !status.success() {
-        return Err(Error::Child {
-            program: "psql".into(),
-            doing: format!("running SQL on {}", conn.describe()),
-            status: status.to_string(),
-            stderr: stderr.trim().to_string(),
-        });
-    }
-    Ok(stdout
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| l.split('\t').map(str::to_string).collect())
-        .collect())
-}
-
-async fn run_child(
-    mut cmd: std::process::Command,
-    stdin: Option<Vec<u8>>,
-) -> Result<(std::process::ExitStatus, String, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    /// Stops the child's whole process group if the stage is abandoned (an error elsewhere,
-    /// Ctrl-C, SIGTERM) before the child exits.
-    struct Abandon(Option<u32>);
-    impl Drop for Abandon {
-        fn drop(&mut self) {
-            if let Some(pid) = self.0 {
-                crate::child::kill_group(pid);
-            }
-        }
-    }
-    let program = cmd.get_program().to_string_lossy().into_owned();
-    crate::child::own_group(&mut cmd);
-    let mut cmd = tokio::process::Command::from(cmd);
-    cmd.kill_on_drop(true)
-        .stdin(if stdin.is_some() {
-            std::process::Stdio::piped()
-        } else {
-            std::process::Stdio::null()
-        })
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| Error::Child {
-        program: program.clone(),
-        doing: "starting".into(),
-        status: e.to_string(),
-        stderr: String::new(),
-    })?;
-    let mut abandon = Abandon(child.id());
-    if let Some(pid) = abandon.0 {
-        crate::child::register(pid);
-    }
-    if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
-        tokio::spawn(async move {
-            let _ = w.write_all(&data).await;
-        });
-    }
-    fn collect(
-        mut r: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-    ) -> tokio::task::JoinHandle<Vec<u8>> {
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf).await;
-            buf
-        })
-    }
-    let out = collect(child.stdout.take().expect("piped"));
-    let err = collect(child.stderr.take().expect("piped"));
-    let status = child.wait().await.map_err(|e| Error::Child {
-        program,
-        doing: "waiting".into(),
-        status: e.to_string(),
-        stderr: String::new(),
-    })?;
-    if let Some(pid) = abandon.0.take() {
-        crate::child::unregister(pid);
-    }
-    // Something the command left running in the background may hold its output open; what it
-    // said before it exited is enough.
-    let grace = std::time::Duration::from_secs(2);
-    let o = tokio::time::timeout(grace, out)
-        .await
-        .ok()
-        .and_then(|r| r.ok())
-        .unwrap_or_default();
-    let e = tokio::time::timeout(grace, err)
-        .await
-        .ok()
-        .and_then(|r| r.ok())
-        .unwrap_or_default();
-    Ok((
-        status,
-        String::from_utf8_lossy(&o).into_owned(),
-        String::from_utf8_lossy(&e).into_owned(),
-    ))
-}
-
 const MISSING_UNIT: [&str; 4] = [
     "Unknown unit",
     "not loaded",
@@ -1171,7 +957,7 @@ async fn run_command(
         .env("A9S_TARGET_DB", target_db)
         // The backup secret is for us, not for stage commands.
         .env_remove("A9S_SECRET");
-    let (status, stdout, stderr) = run_child(cmd, None).await?;
+    let (status, stdout, stderr) = crate::child::output(cmd, None).await?;
     let said = format!(
         "{}{}",
         stdout.trim(),
@@ -1196,619 +982,4 @@ async fn run_command(
         status: status.to_string(),
         stderr: said,
     })
-}
-
-/// Compares the dump's row counts with the restored tables, per database (renames applied).
-pub async fn check_rows(
-    psql: &crate::pg::Psql,
-    tables: &[TableRows],
-    default_db: &str,
-    renames: &[(String, String)],
-    truncated: &[(String, String)],
-) -> Vec<RowCheck> {
-    let mut by_db: BTreeMap<String, Vec<&TableRows>> = BTreeMap::new();
-    for t in tables {
-        let mut db = t.database.clone().unwrap_or_else(|| default_db.to_string());
-        for (from, to) in renames {
-            if &db == from {
-                db = to.clone();
-            }
-        }
-        by_db.entry(db).or_default().push(t);
-    }
-    let mut checks = Vec::new();
-    for (db, ts) in by_db {
-        let (counts, error) = count_tables(psql, &db, &ts).await;
-        for (i, t) in ts.iter().enumerate() {
-            let emptied = truncated
-                .iter()
-                .any(|(d, s)| d == &db && *s == schema_of(&t.table));
-            let restored = counts.get(&i).copied();
-            checks.push(RowCheck {
-                database: db.clone(),
-                table: t.table.clone(),
-                dump_rows: t.rows,
-                expected_rows: if emptied { 0 } else { t.rows },
-                restored_rows: restored.flatten(),
-                error: match restored {
-                    Some(Some(_)) => None,
-                    Some(None) => Some("the table does not exist in the target".into()),
-                    None => error.clone(),
-                },
-            });
-        }
-    }
-    checks
-}
-
-/// Counts the rows each table holds itself: `ONLY`, because the dump's COPY block of an
-/// inheritance parent holds only the parent's rows; a partitioned table (which holds none
-/// itself) counted whole, because `pg_dump --load-via-partition-root` loads its partitions'
-/// rows through it. `Some(None)`: the table does not exist.
-async fn count_tables(
-    psql: &crate::pg::Psql,
-    db: &str,
-    tables: &[&TableRows],
-) -> (BTreeMap<usize, Option<u64>>, Option<String>) {
-    let last_line = |e: Error| {
-        e.to_string()
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    };
-    let kinds_sql: Vec<String> = tables
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            format!(
-                "SELECT {i}, coalesce((SELECT relkind::text FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass({})), '-')",
-                quote_literal(&t.table)
-            )
-        })
-        .collect();
-    let kinds = match run_sql(
-        psql,
-        Some(db),
-        &format!("{};", kinds_sql.join(" UNION ALL ")),
-    )
-    .await
-    {
-        Ok(rows) => rows
-            .into_iter()
-            .filter_map(|r| Some((r.first()?.parse::<usize>().ok()?, r.get(1)?.clone())))
-            .collect::<BTreeMap<usize, String>>(),
-        Err(e) => return (BTreeMap::new(), Some(last_line(e))),
-    };
-    let mut out: BTreeMap<usize, Option<u64>> = BTreeMap::new();
-    let mut count_sql = Vec::new();
-    for (i, t) in tables.iter().enumerate() {
-        match kinds.get(&i).map(String::as_str) {
-            Some("-") | None => {
-                out.insert(i, None);
-            }
-            Some("p") => count_sql.push(format!("SELECT {i}, count(*) FROM {}", t.table)),
-            Some(_) => count_sql.push(format!("SELECT {i}, count(*) FROM ONLY {}", t.table)),
-        }
-    }
-    if count_sql.is_empty() {
-        return (out, None);
-    }
-    match run_sql(
-        psql,
-        Some(db),
-        &format!("{};", count_sql.join(" UNION ALL ")),
-    )
-    .await
-    {
-        Ok(rows) => {
-            for r in rows {
-                if let (Some(i), Some(n)) = (
-                    r.first().and_then(|v| v.parse::<usize>().ok()),
-                    r.get(1).and_then(|v| v.parse::<u64>().ok()),
-                ) {
-                    out.insert(i, Some(n));
-                }
-            }
-            (out, None)
-        }
-        Err(e) => (out, Some(last_line(e))),
-    }
-}
-
-/// A table of row checks, mismatches first.
-pub fn render_checks(checks: &[RowCheck]) -> String {
-    let mut rows: Vec<&RowCheck> = checks.iter().collect();
-    rows.sort_by_key(|c| c.ok());
-    // Names as the dump writes them, a newline inside a quoted name shown as \n.
-    let name = |c: &RowCheck| format!("{}.{}", c.database, c.table).replace('\n', "\\n");
-    let w = rows
-        .iter()
-        .map(|c| name(c).chars().count())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    let mut s = format!("{:<w$}  {:>12}  {:>12}", "TABLE", "DUMP ROWS", "RESTORED");
-    for c in rows {
-        s.push_str(&format!(
-            "\n{:<w$}  {:>12}  {:>12}  {}",
-            name(c),
-            c.dump_rows,
-            c.restored_rows.map(|r| r.to_string()).unwrap_or("-".into()),
-            if c.ok() && c.expected_rows != c.dump_rows {
-                "ok (emptied by truncate-repmgr)".to_string()
-            } else if c.ok() {
-                "ok".to_string()
-            } else {
-                format!(
-                    "MISMATCH{}",
-                    c.error
-                        .as_ref()
-                        .map(|e| format!(": {e}"))
-                        .unwrap_or_default()
-                )
-            }
-        ));
-    }
-    s
-}
-
-/// One journal line.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Entry {
-    event: String,
-    stage: usize,
-    name: String,
-    at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    fingerprint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    tables: Option<Vec<TableRows>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    sha256: Option<String>,
-    /// The plan entry: which server, database and user the run restores into.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    target: Option<String>,
-    /// The restore stage's: the databases the dump restored.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    databases: Option<Vec<String>>,
-}
-
-impl Entry {
-    fn new(event: &str, stage: &Stage) -> Entry {
-        Entry {
-            event: event.into(),
-            stage: stage.number,
-            name: stage.name.clone(),
-            at: now(),
-            fingerprint: None,
-            error: None,
-            tables: None,
-            sha256: None,
-            target: None,
-            databases: None,
-        }
-    }
-}
-
-fn now() -> String {
-    crate::pack::rfc3339_from_millis(crate::pack::now_millis())
-}
-
-enum StageState {
-    NotStarted,
-    Finished(Entry),
-    Failed(String, String),
-    Interrupted(String),
-}
-
-/// An append-only JSON-lines record of stage starts and ends (mode 0600, fsynced per line).
-struct Journal {
-    path: PathBuf,
-    file: File,
-    entries: Vec<Entry>,
-}
-
-impl Journal {
-    fn open(path: &Path, fingerprint: &str, target: &str, resume: bool) -> Result<Journal> {
-        let jerr = |reason: String| Error::Journal {
-            path: path.display().to_string(),
-            reason,
-        };
-        let mut entries = Vec::new();
-        if let Ok(f) = File::open(path) {
-            for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-                let line = line.map_err(|e| jerr(e.to_string()))?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                // A torn last line (the process died mid-write) is ignored.
-                match serde_json::from_str::<Entry>(&line) {
-                    Ok(e) => entries.push(e),
-                    Err(e) => {
-                        return Err(jerr(format!("line {} is not a journal entry: {e}", i + 1)))
-                    }
-                }
-            }
-        }
-        match (entries.is_empty(), resume) {
-            (false, false) => {
-                return Err(jerr(
-                    "it holds an earlier run: pass --resume to continue that run, or remove the file to start over".into(),
-                ))
-            }
-            (true, true) => {
-                return Err(jerr("--resume needs the journal of an earlier run, and this one is empty or missing".into()))
-            }
-            (false, true) => {
-                let first = entries.first();
-                let fp = first.and_then(|e| e.fingerprint.clone());
-                if fp.as_deref() != Some(fingerprint) {
-                    let was = first.and_then(|e| e.target.clone());
-                    return Err(jerr(match was {
-                        Some(was) if was != target => format!(
-                            "it was written for a restore into {was}, and this run restores into {target}; \
-                             --resume only continues the same run, into the same target. Nothing was changed"
-                        ),
-                        _ => "it was written for another plan, backup, target or variables; --resume only \
-                              continues the same run. Nothing was changed"
-                            .into(),
-                    }));
-                }
-            }
-            (true, false) => {}
-        }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| jerr(e.to_string()))?;
-        if entries.is_empty() {
-            let e = Entry {
-                event: "plan".into(),
-                stage: 0,
-                name: "plan".into(),
-                at: now(),
-                fingerprint: Some(fingerprint.into()),
-                error: None,
-                tables: None,
-                sha256: None,
-                target: Some(target.into()),
-                databases: None,
-            };
-            writeln!(file, "{}", serde_json::to_string(&e).expect("serializes"))
-                .and_then(|_| file.sync_data())
-                .map_err(|e| jerr(e.to_string()))?;
-            entries.push(e);
-        }
-        Ok(Journal {
-            path: path.to_path_buf(),
-            file,
-            entries,
-        })
-    }
-
-    fn append(&mut self, e: Entry) -> Result<()> {
-        writeln!(
-            self.file,
-            "{}",
-            serde_json::to_string(&e).expect("serializes")
-        )
-        .and_then(|_| self.file.sync_data())
-        .map_err(|err| Error::Journal {
-            path: self.path.display().to_string(),
-            reason: err.to_string(),
-        })?;
-        self.entries.push(e);
-        Ok(())
-    }
-
-    fn state(&self, stage: usize) -> StageState {
-        match self.entries.iter().rev().find(|e| e.stage == stage) {
-            None => StageState::NotStarted,
-            Some(e) if e.event == "finish" => StageState::Finished(e.clone()),
-            Some(e) if e.event == "fail" => {
-                StageState::Failed(e.at.clone(), e.error.clone().unwrap_or_default())
-            }
-            Some(e) => StageState::Interrupted(e.at.clone()),
-        }
-    }
-
-    fn finished(&self, stage: usize) -> bool {
-        matches!(self.state(stage), StageState::Finished(_))
-    }
-}
-
-/// A throwaway PostgreSQL cluster for `drill`: initdb into a temporary directory, the unix
-/// socket in that directory (no TCP), run as user postgres when we are root. Stopped and
-/// removed on drop unless kept.
-#[derive(Debug)]
-pub struct TempCluster {
-    pub dir: PathBuf,
-    pub port: u16,
-    bin: PathBuf,
-    as_postgres: bool,
-    keep: bool,
-    stopped: bool,
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
-}
-
-impl TempCluster {
-    /// initdb and start a cluster under `parent` (default: the system temp directory).
-    pub fn start(tools: &PgTools, parent: Option<&Path>) -> Result<TempCluster> {
-        let initdb = tools
-            .find("initdb")
-            .or_else(|_| {
-                crate::pg::newest_server_bin()
-                    .map(|d| d.join("initdb"))
-                    .filter(|p| p.exists())
-                    .ok_or(Error::ToolMissing {
-                        tool: "initdb".into(),
-                        hint: "install the PostgreSQL server (apt-get install postgresql) or pass --pg-bin DIR".into(),
-                    })
-            })?;
-        let bin = initdb.parent().expect("a directory").to_path_buf();
-        let parent = parent
-            .map(Path::to_path_buf)
-            .unwrap_or_else(std::env::temp_dir);
-        let dir = parent.join(format!("a9s-drill-{}", crate::unique_suffix()));
-        std::fs::create_dir_all(&dir).map_err(|e| Error::Output {
-            what: dir.display().to_string(),
-            source: e,
-        })?;
-        let as_postgres = is_root();
-        let mut c = TempCluster {
-            dir,
-            port: 0,
-            bin,
-            as_postgres,
-            keep: false,
-            stopped: true,
-        };
-        if as_postgres {
-            c.sh(
-                "chown",
-                &["postgres:".into(), c.dir.display().to_string()],
-                false,
-            )?;
-        }
-        c.port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or(54329);
-        let data = c.dir.join("data").display().to_string();
-        c.sh(
-            "initdb",
-            &[
-                "-D".into(),
-                data.clone(),
-                "-U".into(),
-                "postgres".into(),
-                "-A".into(),
-                "trust".into(),
-                "-E".into(),
-                "UTF8".into(),
-                "--locale=C.UTF-8".into(),
-                "--no-sync".into(),
-            ],
-            true,
-        )?;
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses='' -c fsync=off -c full_page_writes=off",
-            c.port,
-            c.dir.display()
-        );
-        c.sh(
-            "pg_ctl",
-            &[
-                "-D".into(),
-                data,
-                "-o".into(),
-                opts,
-                "-l".into(),
-                c.dir.join("server.log").display().to_string(),
-                "-w".into(),
-                "start".into(),
-            ],
-            true,
-        )?;
-        c.stopped = false;
-        Ok(c)
-    }
-
-    fn sh(&self, program: &str, args: &[String], pg: bool) -> Result<()> {
-        let exe = if pg {
-            self.bin.join(program).display().to_string()
-        } else {
-            program.to_string()
-        };
-        let mut cmd = if self.as_postgres && pg {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&exe);
-            c
-        } else {
-            std::process::Command::new(&exe)
-        };
-        let out = cmd
-            .args(args)
-            .current_dir(&self.dir)
-            .output()
-            .map_err(|e| Error::Child {
-                program: program.into(),
-                doing: "starting".into(),
-                status: e.to_string(),
-                stderr: String::new(),
-            })?;
-        if !out.status.success() {
-            return Err(Error::Child {
-                program: program.into(),
-                doing: "setting up the drill cluster".into(),
-                status: out.status.to_string(),
-                stderr: format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            });
-        }
-        Ok(())
-    }
-
-    /// How to connect: the socket directory, the port, user postgres, database postgres.
-    pub fn conninfo(&self) -> ConnInfo {
-        ConnInfo::from_pairs(&[
-            ("host", &self.dir.display().to_string()),
-            ("port", &self.port.to_string()),
-            ("user", "postgres"),
-            ("dbname", "postgres"),
-        ])
-    }
-
-    /// Keep the cluster running after the drill.
-    pub fn keep(&mut self) {
-        self.keep = true;
-    }
-
-    /// Stops the server.
-    pub fn stop(&mut self) {
-        if !self.stopped {
-            let data = self.dir.join("data").display().to_string();
-            let _ = self.sh(
-                "pg_ctl",
-                &[
-                    "-D".into(),
-                    data,
-                    "-m".into(),
-                    "immediate".into(),
-                    "-w".into(),
-                    "stop".into(),
-                ],
-                true,
-            );
-            self.stopped = true;
-        }
-    }
-}
-
-impl Drop for TempCluster {
-    fn drop(&mut self) {
-        if !self.keep {
-            self.stop();
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn origin(by: u32, from: u32, archive: Option<ArchiveVersion>, restrict: bool) -> Origin {
-        Origin {
-            pg_dump: Some(PgVersion(by)),
-            server: Some(PgVersion(from)),
-            archive,
-            restrict,
-        }
-    }
-
-    #[test]
-    fn older_targets_are_refused_unless_allowed() {
-        let o = origin(170011, 170010, None, true);
-        let e = check_target_version(&o, PgVersion(150018), false).unwrap_err();
-        let e = e.to_string();
-        assert!(e.contains("pg_dump 17.11 from PostgreSQL 17.10"), "{e}");
-        assert!(
-            e.contains("PostgreSQL 15.18") && e.contains("PostgreSQL 17 or later"),
-            "{e}"
-        );
-        let w = check_target_version(&o, PgVersion(150018), true)
-            .unwrap()
-            .unwrap();
-        assert!(w.starts_with("warning:"), "{w}");
-        // Same or newer major: fine, whatever the minor versions.
-        assert!(check_target_version(&o, PgVersion(170000), false)
-            .unwrap()
-            .is_none());
-        assert!(check_target_version(&o, PgVersion(180001), false)
-            .unwrap()
-            .is_none());
-        // A pg_dump 17 dump of a 13 server still needs 17: what pg_dump wrote decides too.
-        let o = origin(170011, 130023, None, true);
-        assert!(check_target_version(&o, PgVersion(160004), false).is_err());
-        // Nothing known: nothing to check.
-        assert!(
-            check_target_version(&Origin::default(), PgVersion(90624), false)
-                .unwrap()
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn archives_newer_than_pg_restore_reads_are_refused() {
-        let p = Path::new("/usr/bin/pg_restore");
-        for (archive, pg_restore, ok) in [
-            ((1, 14), 150018, true),
-            ((1, 15), 150018, false),
-            ((1, 16), 160010, false),
-            ((1, 16), 170006, true),
-            ((1, 15), 160001, true),
-            ((1, 16), 180000, true),
-        ] {
-            let o = origin(
-                170011,
-                170010,
-                Some(ArchiveVersion(archive.0, archive.1, 0)),
-                false,
-            );
-            let r = check_tool(&o, DumpFormat::Custom, p, Some(PgVersion(pg_restore)));
-            assert_eq!(r.is_ok(), ok, "{archive:?} with pg_restore {pg_restore}");
-        }
-        // pg_restore's version unknown: not refused on a guess.
-        let o = origin(170011, 170010, Some(ArchiveVersion(1, 16, 0)), false);
-        assert!(check_tool(&o, DumpFormat::Custom, p, None).is_ok());
-    }
-
-    #[test]
-    fn restrict_needs_a_psql_that_knows_it() {
-        let p = Path::new("/usr/bin/psql");
-        let o = origin(170011, 170010, None, true);
-        for (psql, ok) in [
-            (150013, false),
-            (150014, true),
-            (130021, false),
-            (130022, true),
-            (170005, false),
-            (170006, true),
-            (120022, false),
-            (180000, true),
-        ] {
-            let r = check_tool(&o, DumpFormat::Sql, p, Some(PgVersion(psql)));
-            assert_eq!(r.is_ok(), ok, "psql {psql}");
-        }
-        let e = check_tool(&o, DumpFormat::Sql, p, Some(PgVersion(150013)))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("\\restrict") && e.contains("15.14"), "{e}");
-        // A dump without \restrict restores with any psql.
-        let o = origin(130016, 130023, None, false);
-        assert!(check_tool(&o, DumpFormat::Sql, p, Some(PgVersion(120000))).is_ok());
-    }
-
-    #[test]
-    fn schema_of_copy_table_names() {
-        assert_eq!(schema_of("repmgr.nodes"), "repmgr");
-        assert_eq!(schema_of("\"Odd \"\"Schema\".\"t.x\""), "Odd \"Schema");
-        assert_eq!(schema_of("nodot"), "nodot");
-    }
 }

@@ -252,7 +252,7 @@ impl Output {
                 crate::pg::ensure_dir(spool_dir)?;
                 let path = spool_dir.join(format!(
                     "a9s-recover-spool-{}.pgdump",
-                    crate::unique_suffix()
+                    crate::time::unique_suffix()
                 ));
                 let file = OpenOptions::new()
                     .write(true)

@@ -1,166 +1,62 @@
-//! Real PostgreSQL clusters for the tests: initdb into a temporary directory with the server
-//! binaries under /usr/lib/postgresql/*/bin, the unix socket in that directory (no TCP), run
-//! as user postgres when the tests run as root; stopped and removed on drop. Under `CI=true`
-//! a cluster that cannot start fails the test.
+//! Real PostgreSQL clusters for the tests, started with the library's own throwaway cluster
+//! (`a9s_recover::pg::cluster::TempCluster`, what `drill` uses): initdb into a temporary
+//! directory with the server binaries under /usr/lib/postgresql/*/bin, the unix socket in that
+//! directory (no TCP), run as user postgres when the tests run as root; stopped and removed on
+//! drop. Under `CI=true` a cluster that cannot start fails the test.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
-use super::servers::free_port;
+use a9s_recover::pg::cluster::TempCluster;
+use a9s_recover::pg::PgTools;
+
 use super::RunExt;
 
 #[derive(Debug)]
 pub struct Cluster {
-    pub dir: tempfile::TempDir,
+    inner: TempCluster,
     pub port: u16,
     pub bin: PathBuf,
-    as_postgres: bool,
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
 }
 
 impl Cluster {
-    fn cmd(&self, tool: &str) -> Command {
-        let exe = self.bin.join(tool);
-        if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(exe);
-            c
-        } else {
-            Command::new(exe)
+    fn wrap(inner: TempCluster) -> Cluster {
+        Cluster {
+            port: inner.port,
+            bin: inner.bin().to_path_buf(),
+            inner,
         }
-    }
-
-    fn checked(mut c: Command, what: &str) -> Result<Output, String> {
-        let out = c
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("{what}: {e}"))?;
-        if out.status.success() {
-            Ok(out)
-        } else {
-            Err(format!(
-                "{what}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    }
-
-    fn new_dir(as_postgres: bool) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        if as_postgres {
-            let st = Command::new("chown")
-                .arg("postgres:")
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(st.success());
-        }
-        dir
-    }
-
-    fn start_in(
-        dir: tempfile::TempDir,
-        bin: PathBuf,
-        as_postgres: bool,
-    ) -> Result<Cluster, String> {
-        let c = Cluster {
-            port: free_port(),
-            dir,
-            bin,
-            as_postgres,
-        };
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses='' -c fsync=off -c wal_level=replica -c max_wal_senders=5",
-            c.port,
-            c.dir.path().display()
-        );
-        let mut start = c.cmd("pg_ctl");
-        start
-            .args(["-D"])
-            .arg(c.data())
-            .args(["-o", &opts, "-l"])
-            .arg(c.dir.path().join("log"))
-            .args(["-w", "start"]);
-        Self::checked(start, "pg_ctl start").map_err(|e| {
-            format!(
-                "{e}\n{}",
-                std::fs::read_to_string(c.dir.path().join("log")).unwrap_or_default()
-            )
-        })?;
-        Ok(c)
     }
 
     /// A fresh primary.
     pub fn start() -> Option<Cluster> {
-        let Some(bin) = a9s_recover::pg::newest_server_bin() else {
-            return super::servers::unavailable_pub(
-                "no PostgreSQL server binaries under /usr/lib/postgresql/*/bin",
-            );
-        };
-        let as_postgres = is_root();
-        let dir = Self::new_dir(as_postgres);
-        let mut init = if as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(bin.join("initdb"));
-            c
-        } else {
-            Command::new(bin.join("initdb"))
-        };
-        init.arg("-D").arg(dir.path().join("data")).args([
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--locale=C.UTF-8",
-            "--no-sync",
-        ]);
-        if let Err(e) = Self::checked(init, "initdb") {
-            return super::servers::unavailable_pub(&e);
-        }
-        match Self::start_in(dir, bin, as_postgres) {
-            Ok(c) => Some(c),
-            Err(e) => super::servers::unavailable_pub(&e),
+        match TempCluster::start(&PgTools::default(), None) {
+            Ok(c) => Some(Self::wrap(c)),
+            Err(e) => super::servers::unavailable_pub(&e.to_string()),
         }
     }
 
     /// A streaming standby of this cluster (pg_basebackup -R).
     pub fn standby(&self) -> Cluster {
-        let dir = Self::new_dir(self.as_postgres);
-        let mut bb = self.cmd("pg_basebackup");
-        bb.arg("-D")
-            .arg(dir.path().join("data"))
-            .args(["-R", "-X", "stream", "-h"])
-            .arg(self.dir.path())
-            .args(["-p", &self.port.to_string(), "-U", "postgres"]);
-        Self::checked(bb, "pg_basebackup").unwrap();
-        Self::start_in(dir, self.bin.clone(), self.as_postgres).unwrap()
+        Self::wrap(self.inner.standby().unwrap())
     }
 
     pub fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.inner.data_dir()
     }
 
     /// A libpq key=value string for `db`.
     pub fn dsn(&self, db: &str) -> String {
         format!(
             "host={} port={} user=postgres dbname={db}",
-            self.dir.path().display(),
+            self.socket_dir().display(),
             self.port
         )
     }
 
     /// Runs SQL with psql; returns the unaligned, tuples-only output.
     pub fn sql(&self, db: &str, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
+        let out = Command::new(self.inner.program("psql"))
             .args([
                 "-X",
                 "-q",
@@ -184,9 +80,9 @@ impl Cluster {
 
     /// Runs a client tool (pg_dumpall, pg_dump, ...) against this cluster; returns stdout.
     pub fn tool(&self, tool: &str, args: &[&str]) -> Vec<u8> {
-        let out = Command::new(self.bin.join(tool))
+        let out = Command::new(self.inner.program(tool))
             .args(["-h"])
-            .arg(self.dir.path())
+            .arg(self.socket_dir())
             .args(["-p", &self.port.to_string(), "-U", "postgres"])
             .args(args)
             .run();
@@ -199,19 +95,7 @@ impl Cluster {
     }
 
     pub fn socket_dir(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let mut stop = self.cmd("pg_ctl");
-        stop.arg("-D")
-            .arg(self.data())
-            .args(["-m", "immediate", "-w", "stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let _ = stop.status();
+        &self.inner.dir
     }
 }
 
