@@ -294,7 +294,7 @@ fn reference_command(dir: &Path, backup: &pipeline::PreparedBackup) -> String {
     }
 }
 
-fn run_reference(cmd: &str, secret: &crate::Secret) -> Result<(f64, Option<f64>)> {
+async fn run_reference(cmd: &str, secret: &crate::Secret) -> Result<(f64, Option<f64>)> {
     use std::os::unix::ffi::OsStrExt;
     let time = Path::new("/usr/bin/time");
     let rss_file = std::env::temp_dir().join(format!("a9s-bench-rss-{}", std::process::id()));
@@ -314,19 +314,14 @@ fn run_reference(cmd: &str, secret: &crate::Secret) -> Result<(f64, Option<f64>)
         std::ffi::OsStr::from_bytes(secret.expose()),
     );
     let t = Instant::now();
-    let st = c.status().map_err(|e| Error::Child {
-        program: "sh".into(),
-        doing: "running the reference pipeline".into(),
-        status: e.to_string(),
-        stderr: String::new(),
-    })?;
+    let (st, _, stderr) = crate::child::output(c, None).await?;
     let secs = t.elapsed().as_secs_f64();
     if !st.success() {
         return Err(Error::Child {
             program: "sh".into(),
             doing: "running the reference pipeline".into(),
             status: st.to_string(),
-            stderr: String::new(),
+            stderr,
         });
     }
     let rss = std::fs::read_to_string(&rss_file)
@@ -370,7 +365,7 @@ pub async fn run(
     for i in 0..opts.runs.max(1) {
         if let Some(cmd) = &reference_cmd {
             notify(&format!("run {}/{}: reference pipeline", i + 1, opts.runs));
-            let (s, rss) = run_reference(cmd, secret)?;
+            let (s, rss) = run_reference(cmd, secret).await?;
             ref_secs.push(s);
             ref_rss = max_opt(ref_rss, rss);
         }

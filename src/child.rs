@@ -7,6 +7,11 @@
 //!
 //! A group of its own also means a Ctrl-C at the terminal reaches only us, not the children
 //! directly: we decide what stops and in what order, and the journal records it.
+//!
+//! This is the one place that starts processes: [`output`] (async: a child run to its end,
+//! stdin fed, stdout collected and stderr drained at once, killed with its group if the caller
+//! gives up), [`spawn_piped`] (the restoring psql or pg_restore, fed by the sink) and
+//! [`run_blocking`] (setup steps on a blocking thread).
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -52,6 +57,25 @@ pub(crate) fn stop_all() {
     for pid in live {
         kill_group(pid);
     }
+}
+
+/// Runs `cmd` to its end and collects its output, blocking: for code already on a blocking
+/// thread (the drill cluster's initdb and pg_ctl, a program's `--version`). No stdin.
+pub(crate) fn run_blocking(mut cmd: Command) -> std::io::Result<std::process::Output> {
+    cmd.stdin(std::process::Stdio::null()).output()
+}
+
+/// Starts `cmd` in a process group of its own with its stdin and stderr piped (stdout to
+/// /dev/null), registered so that Ctrl-C and SIGTERM stop it with everything it started: the
+/// restoring psql or pg_restore, which the sink feeds from a blocking thread.
+pub(crate) fn spawn_piped(mut cmd: Command) -> std::io::Result<std::process::Child> {
+    let child = own_group(&mut cmd)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    register(child.id());
+    Ok(child)
 }
 
 /// Runs `cmd` to its end in a process group of its own, `stdin` fed to it, stdout collected

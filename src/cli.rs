@@ -1250,7 +1250,7 @@ fn finish_json<T: serde::Serialize>(
 }
 
 fn restored_notice(report: &RestoreReport, ui: Ui) {
-    if let Some(v) = &report.verification {
+    if let Some(v) = &report.effects.verification {
         if ui.verbose {
             eprintln!("{}", restore::render_checks(v));
         }
@@ -1262,11 +1262,13 @@ fn restored_notice(report: &RestoreReport, ui: Ui) {
         report.target,
         report.seconds,
         report
+            .effects
             .verification
             .as_ref()
             .map(|v| format!("; {} table(s) verified", v.len()))
             .unwrap_or_default(),
         report
+            .effects
             .plaintext_sha256
             .as_ref()
             .map(|s| format!("; dump sha256 {s}"))

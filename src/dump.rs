@@ -268,6 +268,26 @@ fn archive_origin(head: &[u8]) -> Option<Origin> {
     Some(o)
 }
 
+/// How the dump is fed to PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DumpFormat {
+    /// Plain SQL into psql.
+    Sql,
+    /// Custom format into pg_restore.
+    Custom,
+}
+
+impl DumpFormat {
+    /// How a dump of this kind is restored.
+    pub fn of(kind: DumpKind) -> DumpFormat {
+        match kind {
+            DumpKind::Custom => DumpFormat::Custom,
+            _ => DumpFormat::Sql,
+        }
+    }
+}
+
 /// Rows of one table as counted from the dump.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableRows {

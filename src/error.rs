@@ -30,6 +30,15 @@ impl std::fmt::Display for PartOffset {
 }
 
 /// Everything that can go wrong in a recovery, a pack or a verify.
+/// Whether a failed request may succeed when tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// A timeout, a reset connection, 5xx, 429: retried per range.
+    Transient,
+    /// Access denied, not found, a local I/O error: retrying cannot help.
+    Permanent,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -172,12 +181,12 @@ pub enum Error {
     },
 
     /// A storage operation failed.
-    #[error("{op} {object} failed{}: {source}{}", range_text(.range), if *.transient { " (gave up after retries)" } else { "" })]
+    #[error("{op} {object} failed{}: {source}{}", range_text(.range), if *.retry == Retry::Transient { " (gave up after retries)" } else { "" })]
     Storage {
         op: &'static str,
         object: String,
         range: Option<(u64, u64)>,
-        transient: bool,
+        retry: Retry,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -271,8 +280,11 @@ pub enum Error {
     #[error("aborted by the operator: nothing was changed")]
     Declined,
 
-    #[error("journal {path}: {reason}")]
-    Journal { path: String, reason: String },
+    #[error("journal {}: {reason}", .path.display())]
+    Journal { path: PathBuf, reason: String },
+
+    #[error("internal error: {what} stopped unexpectedly ({reason}); nothing is wrong with the backup as far as we know. Please report this")]
+    Internal { what: &'static str, reason: String },
 
     /// A plan file or preset is wrong.
     #[error("plan: {0}")]
@@ -330,6 +342,7 @@ impl Error {
             Error::NotConfirmed { .. } => "not_confirmed",
             Error::Declined => "declined",
             Error::Journal { .. } => "journal",
+            Error::Internal { .. } => "internal",
             Error::Plan { .. } => "plan",
             Error::Interrupted { .. } => "interrupted",
             Error::Config { .. } => "config",
@@ -341,10 +354,18 @@ impl Error {
         matches!(
             self,
             Error::Storage {
-                transient: true,
+                retry: Retry::Transient,
                 ..
             }
         )
+    }
+
+    /// A task that panicked or was cancelled: our bug, not the backup's.
+    pub(crate) fn internal(what: &'static str) -> impl Fn(tokio::task::JoinError) -> Self + Copy {
+        move |e| Error::Internal {
+            what,
+            reason: e.to_string(),
+        }
     }
 
     /// Builds a storage error.
@@ -352,14 +373,14 @@ impl Error {
         op: &'static str,
         object: impl Into<String>,
         range: Option<std::ops::Range<u64>>,
-        transient: bool,
+        retry: Retry,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
         Error::Storage {
             op,
             object: object.into(),
             range: range.map(|r| (r.start, r.end)),
-            transient,
+            retry,
             source: source.into(),
         }
     }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use tokio::task::JoinHandle;
 
 use crate::catalog::Part;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Retry};
 use crate::pipe::PipeTx;
 use crate::progress::Progress;
 use crate::source::Source;
@@ -115,7 +115,7 @@ pub(crate) async fn fetch_ordered(
         };
         let chunk = (&mut next.0)
             .await
-            .map_err(|e| Error::storage("fetch", "a range", None, false, e))??;
+            .map_err(Error::internal("a ranged read"))??;
         if chunk.part != shown_part {
             shown_part = chunk.part;
             progress.set_message(format!("part {} of {n_parts}", chunk.part + 1));
@@ -172,7 +172,7 @@ async fn get_with_retry(
                 "reading",
                 &part.name,
                 Some(range.clone()),
-                true,
+                Retry::Transient,
                 format!("short read: {} of {want} bytes", got.bytes.len()),
             ));
         }

@@ -40,6 +40,7 @@ pub mod secret;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod stage;
 pub mod time;
 
 pub use error::{Error, Result};

@@ -137,7 +137,7 @@ pub async fn pack(
     // The producer's error is the cause when the upload only saw the pipe close.
     let produced = producer
         .await
-        .map_err(|e| Error::storage("run", "the compressor", None, false, e))
+        .map_err(Error::internal("the compressor"))
         .and_then(|r| r);
     let result = match (uploaded, produced) {
         (Ok(()), Ok(p)) => Ok(p),

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::secret::Secret;
 
 pub mod cluster;
+pub mod compat;
 
 /// A parsed connection string without its password.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -332,13 +333,9 @@ impl PgTools {
     /// The version a PostgreSQL program reports (`psql (PostgreSQL) 15.18 (Debian ...)`), or
     /// None when it does not say one we can read.
     pub fn version(program: &Path) -> Option<PgVersion> {
-        let out = Command::new(program)
-            .arg("--version")
-            .env_remove("A9S_SECRET")
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()?;
+        let mut cmd = Command::new(program);
+        cmd.arg("--version").env_remove("A9S_SECRET");
+        let out = crate::child::run_blocking(cmd).ok()?;
         let text = String::from_utf8_lossy(&out.stdout);
         let (_, rest) = text.split_once("(PostgreSQL) ")?;
         PgVersion::parse(rest)

@@ -20,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 use crate::catalog::{self, Backup, Metadata};
 use crate::crypto::{self, Decryptor, FinishError, Kdf, KeyIv, BLOCK, HEADER_LEN};
 use crate::dump::{self, CopyCounter, DumpKind, TableRows};
-use crate::error::{Error, PartOffset, Result};
+use crate::error::{Error, PartOffset, Result, Retry};
 use crate::fetch::{self, Chunk, FetchOptions};
 use crate::inflate::{self, GunzipError};
 use crate::pipe::{pipe, Busy, PipeReader, PipeRx, PipeTx};
@@ -613,7 +613,7 @@ async fn probe_last_block(
             "read",
             backup.parts.last().map(|p| p.name.as_str()).unwrap_or(""),
             Some(total - tail_len..total),
-            false,
+            Retry::Permanent,
             format!("got {} of {tail_len} bytes", tail.len()),
         ));
     }
@@ -886,8 +886,7 @@ async fn run_once(
         }
     };
     progress.finish();
-    let joined_err =
-        |e: tokio::task::JoinError| Error::storage("run", "a pipeline stage", None, false, e);
+    let joined_err = Error::internal("a pipeline stage");
     let f = f.map_err(joined_err).and_then(|r| r);
     let d = d.map_err(joined_err).and_then(|r| r);
     let i = i.map_err(joined_err).and_then(|r| r);

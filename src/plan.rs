@@ -3,15 +3,16 @@
 //! A plan is a TOML file (`--plan FILE`) or a built-in preset (the files under `plans/`,
 //! compiled in): a list of `[[stage]]` tables with a `kind`, and `[vars]` that stages use as
 //! `{name}`. Owns: parsing (unknown keys are errors: a typo in a destructive plan must not be
-//! ignored), variable substitution, the exact SQL of each built-in stage, which stages are
-//! destructive, and the dry-run rendering. Does not own: running stages (`restore`).
+//! ignored), variable substitution, and the dry-run rendering of the whole plan. Each stage
+//! kind (its keys, SQL, destructiveness and execution) is in `stage`; running a plan is
+//! `restore`'s.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::pg::{quote_ident, quote_literal};
+use crate::stage::{Action, StageSpec};
 
 /// Built-in presets: name, TOML text.
 pub const PRESETS: [(&str, &str); 4] = [
@@ -78,218 +79,6 @@ impl PlanFile {
             ))
         })?;
         Self::parse(name, text)
-    }
-}
-
-/// One `[[stage]]` as written.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum StageSpec {
-    Preflight(Named),
-    DropInactiveSlots(Named),
-    TerminateSessions(TerminateSpec),
-    DropSchema(DropSchemaSpec),
-    TruncateRepmgr(RepmgrSpec),
-    RenameDatabase(RenameSpec),
-    Sql(SqlSpec),
-    Command(CommandSpec),
-    Restore(RestoreSpec),
-    Verify(Named),
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Named {
-    pub name: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TerminateSpec {
-    pub name: Option<String>,
-    /// Only sessions of this database; all client sessions when absent.
-    pub database: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DropSchemaSpec {
-    pub name: Option<String>,
-    pub database: String,
-    pub schema: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RepmgrSpec {
-    pub name: Option<String>,
-    pub database: Option<String>,
-    pub schema: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RenameSpec {
-    pub name: Option<String>,
-    pub from: String,
-    pub to: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SqlSpec {
-    pub name: Option<String>,
-    pub database: Option<String>,
-    pub sql: String,
-    pub destructive: Option<bool>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CommandSpec {
-    pub name: Option<String>,
-    pub run: String,
-    /// Skip the stage when a variable it uses is not set.
-    #[serde(default)]
-    pub optional: bool,
-    /// A failure whose output says the unit does not exist ("Unknown unit") is a warning.
-    #[serde(default)]
-    pub tolerate_missing_unit: bool,
-    pub destructive: Option<bool>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RestoreSpec {
-    pub name: Option<String>,
-    /// Flags for pg_restore (custom-format dumps), e.g. `["--no-owner", "--no-privileges"]`.
-    #[serde(default)]
-    pub pg_restore_args: Vec<String>,
-    /// Stop at the first SQL error (psql `ON_ERROR_STOP=1`).
-    pub on_error_stop: Option<bool>,
-}
-
-/// What a stage does, resolved (variables substituted).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Action {
-    Preflight,
-    DropInactiveSlots,
-    TerminateSessions {
-        database: Option<String>,
-    },
-    DropSchema {
-        database: String,
-        schema: String,
-    },
-    TruncateRepmgr {
-        database: String,
-        schema: String,
-    },
-    RenameDatabase {
-        from: String,
-        to: String,
-    },
-    Sql {
-        database: Option<String>,
-        sql: String,
-    },
-    Command {
-        run: String,
-        tolerate_missing_unit: bool,
-    },
-    Restore {
-        pg_restore_args: Vec<String>,
-        on_error_stop: Option<bool>,
-    },
-    Verify,
-}
-
-/// Database used for statements that must not run inside the databases they change.
-pub const MAINTENANCE_DB: &str = "postgres";
-
-impl Action {
-    /// The database and the exact SQL this stage runs, if it runs SQL.
-    pub fn sql(&self) -> Option<(Option<String>, String)> {
-        Some(match self {
-            Action::Preflight => (
-                None,
-                "SELECT current_setting('server_version'), pg_is_in_recovery(), current_user, \
-                 current_database(), (SELECT setting FROM pg_settings WHERE name = 'data_directory');"
-                    .to_string(),
-            ),
-            Action::DropInactiveSlots => (
-                None,
-                "SELECT slot_name, pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
-                 WHERE NOT active;"
-                    .to_string(),
-            ),
-            Action::TerminateSessions { database } => (
-                None,
-                format!(
-                    "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'{};",
-                    database
-                        .as_ref()
-                        .map(|d| format!(" AND datname = {}", quote_literal(d)))
-                        .unwrap_or_default()
-                ),
-            ),
-            Action::DropSchema { database, schema } => (
-                Some(database.clone()),
-                format!(
-                    "DROP SCHEMA IF EXISTS {s} CASCADE;\nCREATE SCHEMA {s};",
-                    s = quote_ident(schema)
-                ),
-            ),
-            Action::TruncateRepmgr { database, schema } => (
-                Some(database.clone()),
-                format!(
-                    "DO $a9s$ DECLARE r record; BEGIN\n  FOR r IN (SELECT tablename FROM pg_tables WHERE schemaname = {lit}) LOOP\n    EXECUTE 'TRUNCATE ' || quote_ident({lit}) || '.' || quote_ident(r.tablename) || ' CASCADE';\n  END LOOP;\nEND $a9s$;",
-                    lit = quote_literal(schema)
-                ),
-            ),
-            Action::RenameDatabase { from, to } => {
-                // The source must exist before the target is dropped: a typo in FROM must
-                // fail here, not after `to` (the live database, often) is gone. psql stops at
-                // the raised error (ON_ERROR_STOP), before the DROP.
-                let guard = format!(
-                    "BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = {f}) THEN \
-                     RAISE EXCEPTION 'database % does not exist: nothing was dropped or renamed', {f}; \
-                     END IF; END",
-                    f = quote_literal(from)
-                );
-                (
-                    Some(MAINTENANCE_DB.to_string()),
-                    format!(
-                        "DO {};\nSELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN ({}, {}) AND pid <> pg_backend_pid();\nDROP DATABASE IF EXISTS {};\nALTER DATABASE {} RENAME TO {};",
-                        quote_literal(&guard),
-                        quote_literal(from),
-                        quote_literal(to),
-                        quote_ident(to),
-                        quote_ident(from),
-                        quote_ident(to)
-                    ),
-                )
-            }
-            Action::Sql { database, sql } => (database.clone(), sql.clone()),
-            Action::Command { .. } | Action::Restore { .. } | Action::Verify => return None,
-        })
-    }
-
-    fn default_name(&self) -> String {
-        match self {
-            Action::Preflight => "preflight".into(),
-            Action::DropInactiveSlots => "drop-inactive-slots".into(),
-            Action::TerminateSessions { .. } => "terminate-sessions".into(),
-            Action::DropSchema { .. } => "drop-schema".into(),
-            Action::TruncateRepmgr { .. } => "truncate-repmgr".into(),
-            Action::RenameDatabase { .. } => "rename-database".into(),
-            Action::Sql { .. } => "sql".into(),
-            Action::Command { .. } => "command".into(),
-            Action::Restore { .. } => "restore".into(),
-            Action::Verify => "verify".into(),
-        }
     }
 }
 
@@ -370,82 +159,16 @@ impl ResolvedPlan {
                 missing.extend(m);
                 v
             };
-            let (given_name, action, destructive, optional) = match spec {
-                StageSpec::Preflight(n) => (n.name.clone(), Action::Preflight, false, false),
-                StageSpec::DropInactiveSlots(n) => {
-                    (n.name.clone(), Action::DropInactiveSlots, true, false)
-                }
-                StageSpec::TerminateSessions(t) => (
-                    t.name.clone(),
-                    Action::TerminateSessions {
-                        database: t.database.as_deref().map(&mut sub),
-                    },
-                    true,
-                    false,
-                ),
-                StageSpec::DropSchema(d) => (
-                    d.name.clone(),
-                    Action::DropSchema {
-                        database: sub(&d.database),
-                        schema: d.schema.as_deref().map(&mut sub).unwrap_or("public".into()),
-                    },
-                    true,
-                    false,
-                ),
-                StageSpec::TruncateRepmgr(r) => (
-                    r.name.clone(),
-                    Action::TruncateRepmgr {
-                        database: r
-                            .database
-                            .as_deref()
-                            .map(&mut sub)
-                            .unwrap_or("repmgr_cluster".into()),
-                        schema: r.schema.as_deref().map(&mut sub).unwrap_or("repmgr".into()),
-                    },
-                    true,
-                    false,
-                ),
-                StageSpec::RenameDatabase(r) => (
-                    r.name.clone(),
-                    Action::RenameDatabase {
-                        from: sub(&r.from),
-                        to: sub(&r.to),
-                    },
-                    true,
-                    false,
-                ),
-                StageSpec::Sql(s) => (
-                    s.name.clone(),
-                    Action::Sql {
-                        database: s.database.as_deref().map(&mut sub),
-                        sql: sub(&s.sql),
-                    },
-                    s.destructive.unwrap_or(true),
-                    false,
-                ),
-                StageSpec::Command(c) => (
-                    c.name.clone(),
-                    Action::Command {
-                        run: sub(&c.run),
-                        tolerate_missing_unit: c.tolerate_missing_unit,
-                    },
-                    c.destructive.unwrap_or(true),
-                    c.optional,
-                ),
-                StageSpec::Restore(r) => (
-                    r.name.clone(),
-                    Action::Restore {
-                        pg_restore_args: r.pg_restore_args.clone(),
-                        on_error_stop: r.on_error_stop,
-                    },
-                    true,
-                    false,
-                ),
-                StageSpec::Verify(n) => (n.name.clone(), Action::Verify, false, false),
-            };
+            let crate::stage::Resolved {
+                name: given_name,
+                action,
+                destructive,
+                optional,
+                skip: nothing_to_do,
+            } = spec.resolve(&mut sub);
             missing.sort();
             missing.dedup();
-            let name = given_name.unwrap_or_else(|| action.default_name());
+            let name = given_name.unwrap_or_else(|| action.default_name().to_string());
             let skip = if missing.is_empty() {
                 None
             } else if optional {
@@ -462,18 +185,11 @@ impl ResolvedPlan {
                 ));
                 None
             };
-            if let Action::RenameDatabase { from, to } = &action {
-                if missing.is_empty() && from == to {
-                    stages.push(Stage {
-                        number: i + 1,
-                        name,
-                        action: action.clone(),
-                        destructive,
-                        skip: Some(format!("the database is already named {to}")),
-                    });
-                    continue;
-                }
-            }
+            // Nothing to do although everything is set (a rename to the same name).
+            let skip = match (skip, nothing_to_do) {
+                (None, Some(why)) if missing.is_empty() => Some(why),
+                (skip, _) => skip,
+            };
             stages.push(Stage {
                 number: i + 1,
                 name,
@@ -531,31 +247,7 @@ impl ResolvedPlan {
                 out.push_str(&format!("  [skipped: {why}]"));
             }
             out.push('\n');
-            let body = match &s.action {
-                Action::Command {
-                    run,
-                    tolerate_missing_unit,
-                } => format!(
-                    "$ {run}{}",
-                    if *tolerate_missing_unit {
-                        "\n(a missing unit is tolerated)"
-                    } else {
-                        ""
-                    }
-                ),
-                Action::Restore { .. } => restore_line.to_string(),
-                Action::Verify => {
-                    "compare the rows of every table in the dump's COPY blocks with SELECT count(*)"
-                        .to_string()
-                }
-                a => {
-                    let (db, sql) = a.sql().expect("SQL stage");
-                    format!(
-                        "psql{}:\n{sql}",
-                        db.map(|d| format!(" (database {d})")).unwrap_or_default()
-                    )
-                }
-            };
+            let body = s.action.render(restore_line);
             for line in body.lines() {
                 out.push_str("       ");
                 out.push_str(line);
@@ -590,7 +282,7 @@ mod tests {
             assert!(p
                 .stages
                 .iter()
-                .any(|s| matches!(s.action, Action::Restore { .. })));
+                .any(|s| matches!(s.action, Action::Restore(_))));
             assert!(
                 !p.render("psql < stream", "db").contains("{old_db}"),
                 "{name}"
@@ -654,21 +346,6 @@ mod tests {
             ("x1y{b}{ c }".into(), vec!["b".into()])
         );
         assert_eq!(substitute("{{a}}", &v).0, "{1}");
-    }
-
-    #[test]
-    fn sql_is_quoted() {
-        let a = Action::RenameDatabase {
-            from: "old\"db".into(),
-            to: "new'db".into(),
-        };
-        let (db, sql) = a.sql().unwrap();
-        assert_eq!(db.as_deref(), Some("postgres"));
-        assert!(
-            sql.contains("ALTER DATABASE \"old\"\"db\" RENAME TO \"new'db\";"),
-            "{sql}"
-        );
-        assert!(sql.contains("'new''db'"), "{sql}");
     }
 
     #[test]

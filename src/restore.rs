@@ -14,38 +14,29 @@
 //! redone unless `--redo-interrupted` says so, because the database may hold half of it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::dump::{self, DumpKind, Origin, PgVersion, TableRows};
+use crate::dump::{self, DumpKind, Origin};
 use crate::error::{Error, Result};
 use crate::pg::{ConnInfo, PgTools};
 use crate::pipeline::{self, Report, Request, RunOptions};
-use crate::plan::{Action, PlanFile, ResolvedPlan, Stage};
+use crate::plan::{PlanFile, ResolvedPlan, Stage};
+use crate::stage::Action;
 
-pub mod compat;
 mod journal;
-pub mod verify;
 
+pub use crate::dump::DumpFormat;
+use crate::pg::compat::check_tool;
 use crate::shutdown::Shutdown;
 use crate::sink::Output;
 use crate::source::Source;
-use compat::{check_target_version, check_tool};
+pub use crate::stage::verify::{check_rows, render_checks, RowCheck};
+use crate::stage::{Effects, StageContext};
 use journal::{Entry, Event, Journal, StageState};
-pub use verify::{check_rows, render_checks, RowCheck};
-
-/// How the dump is fed to PostgreSQL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DumpFormat {
-    /// Plain SQL into psql.
-    Sql,
-    /// Custom format into pg_restore.
-    Custom,
-}
 
 /// Everything a restore needs besides the backup request and the plan.
 #[derive(Debug, Clone)]
@@ -107,15 +98,10 @@ impl PreparedRestore {
             plan: self.plan.name.clone(),
             dump_kind: self.dump_kind,
             origin: self.origin.clone(),
-            target_version: None,
             format: self.format,
             stages: Vec::new(),
-            stream: None,
-            plaintext_sha256: None,
-            verification: None,
-            mismatches: 0,
+            effects: Effects::default(),
             verified_first: None,
-            dump_databases: None,
             seconds: 0.0,
         }
     }
@@ -152,13 +138,25 @@ impl PreparedRestore {
     }
 }
 
+/// How a stage ended, in a run that did not fail at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum StageStatus {
+    #[serde(rename = "done")]
+    Done,
+    /// An optional stage whose variable is not set, a rename to the same name, `--no-verify`.
+    #[serde(rename = "skipped")]
+    Skipped,
+    /// Finished in the run the journal records.
+    #[serde(rename = "already done")]
+    AlreadyDone,
+}
+
 /// One stage's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageOutcome {
     pub number: usize,
     pub name: String,
-    /// `done`, `skipped`, or `already done` (from the journal).
-    pub status: String,
+    pub status: StageStatus,
     pub detail: String,
     pub seconds: f64,
 }
@@ -172,29 +170,19 @@ pub struct RestoreReport {
     pub dump_kind: DumpKind,
     /// What made the dump, from its first bytes.
     pub origin: Origin,
-    /// The target server's version, once a stage asked it.
-    pub target_version: Option<PgVersion>,
     pub format: DumpFormat,
     pub stages: Vec<StageOutcome>,
-    /// The stream, when this run streamed it (not when resumed past it).
-    pub stream: Option<Report>,
-    pub plaintext_sha256: Option<String>,
-    pub verification: Option<Vec<RowCheck>>,
-    pub mismatches: usize,
+    /// What the stages found out: the target's version, the stream, the verification.
+    #[serde(flatten)]
+    pub effects: Effects,
     /// The whole read before the first destructive stage, when the plan needed one.
     pub verified_first: Option<Report>,
-    /// The databases the dump restores into (its `\connect` targets; the target database
-    /// for a dump of one database), once known: plain dumps only.
-    pub dump_databases: Option<Vec<String>>,
     pub seconds: f64,
 }
 
 /// Sniffs the format from the dump's first bytes.
 pub fn format_of(kind: DumpKind) -> DumpFormat {
-    match kind {
-        DumpKind::Custom => DumpFormat::Custom,
-        _ => DumpFormat::Sql,
-    }
+    DumpFormat::of(kind)
 }
 
 /// Checks the backup and resolves the plan. Nothing is changed anywhere.
@@ -247,10 +235,7 @@ fn prepare_with_head(
         .stages
         .iter()
         .find_map(|s| match &s.action {
-            Action::Restore {
-                pg_restore_args,
-                on_error_stop,
-            } => Some((pg_restore_args.clone(), *on_error_stop)),
+            Action::Restore(r) => Some((r.pg_restore_args.clone(), r.on_error_stop)),
             _ => None,
         })
         .expect("a plan has one restore stage");
@@ -350,20 +335,6 @@ fn prepare_with_head(
     })
 }
 
-/// Records the target's version and checks the dump against it.
-fn target_version_is(
-    v: PgVersion,
-    report: &mut RestoreReport,
-    opts: &RestoreOptions,
-    notify: &(dyn Fn(&str) + Sync),
-) -> Result<()> {
-    report.target_version = Some(v);
-    if let Some(w) = check_target_version(&report.origin, v, opts.allow_older_target)? {
-        notify(&w);
-    }
-    Ok(())
-}
-
 /// The connection arguments as [`ConnInfo::apply`] gives them to the child.
 fn conn_arg(c: &ConnInfo) -> String {
     if c.describe().starts_with("the PG*") {
@@ -456,7 +427,7 @@ async fn run_plan(
         .iter()
         .filter(|s| s.skip.is_none())
         .filter_map(|s| match &s.action {
-            Action::TruncateRepmgr { database, schema } => Some((database.clone(), schema.clone())),
+            Action::TruncateRepmgr(t) => Some((t.database.clone(), t.schema.clone())),
             _ => None,
         })
         .collect();
@@ -465,13 +436,12 @@ async fn run_plan(
         .iter()
         .filter(|s| s.skip.is_none())
         .filter_map(|s| match &s.action {
-            Action::RenameDatabase { from, to } => Some((from.clone(), to.clone())),
+            Action::RenameDatabase(r) => Some((r.from.clone(), r.to.clone())),
             _ => None,
         })
         .collect();
     let mut backup = Some(backup);
     let mut output = Some(output);
-    let mut tables: Option<Vec<TableRows>> = None;
     let total = plan.stages.len();
     for stage in &plan.stages {
         let t0 = Instant::now();
@@ -480,37 +450,43 @@ async fn run_plan(
             notify(&format!("{label}: skipped ({why})"));
             report
                 .stages
-                .push(outcome(stage, "skipped", why.clone(), t0));
+                .push(outcome(stage, StageStatus::Skipped, why.clone(), t0));
             continue;
         }
-        if matches!(stage.action, Action::Verify) && !opts.verify {
+        if matches!(stage.action, Action::Verify(_)) && !opts.verify {
             notify(&format!("{label}: skipped (--no-verify)"));
-            report
-                .stages
-                .push(outcome(stage, "skipped", "--no-verify".into(), t0));
+            report.stages.push(outcome(
+                stage,
+                StageStatus::Skipped,
+                "--no-verify".into(),
+                t0,
+            ));
             continue;
         }
         if let Some(j) = &journal {
             match j.state(stage.number) {
                 StageState::Finished(entry) => {
                     if let Some(t) = &entry.tables {
-                        tables = Some(t.clone());
+                        report.effects.tables = Some(t.clone());
                     }
                     if entry.databases.is_some() {
-                        report.dump_databases = entry.databases.clone();
+                        report.effects.dump_databases = entry.databases.clone();
                     }
                     if entry.sha256.is_some() {
-                        report.plaintext_sha256 = entry.sha256.clone();
+                        report.effects.plaintext_sha256 = entry.sha256.clone();
                     }
                     notify(&format!("{label}: already done (journal, {})", entry.at));
-                    report
-                        .stages
-                        .push(outcome(stage, "already done", entry.at.clone(), t0));
+                    report.stages.push(outcome(
+                        stage,
+                        StageStatus::AlreadyDone,
+                        entry.at.clone(),
+                        t0,
+                    ));
                     continue;
                 }
                 StageState::Interrupted(at) if !opts.redo_interrupted => {
                     return Err(Error::Journal {
-                        path: j.path.display().to_string(),
+                        path: j.path.clone(),
                         reason: format!(
                             "stage {} ({}) started at {at} and never finished: the process was \
                              stopped while it ran. Check its effect by hand, then run again with \
@@ -520,10 +496,10 @@ async fn run_plan(
                     });
                 }
                 StageState::Failed(at, err)
-                    if matches!(stage.action, Action::Restore { .. }) && !opts.redo_interrupted =>
+                    if matches!(stage.action, Action::Restore(_)) && !opts.redo_interrupted =>
                 {
                     return Err(Error::Journal {
-                        path: j.path.display().to_string(),
+                        path: j.path.clone(),
                         reason: format!(
                             "the restore stream (stage {}) failed partway at {at} ({err}): the \
                              database may hold part of the dump. Clean the target first (drop \
@@ -563,19 +539,22 @@ async fn run_plan(
             j.append(Entry::new(Event::Start, stage))?;
         }
         let result = {
-            let exec = execute(
-                stage,
-                &psql,
-                opts,
-                &backup_id,
-                &mut backup,
-                &mut output,
-                &mut tables,
-                &renames,
-                &truncated,
+            let mut ctx = StageContext {
+                psql: &psql,
+                target: &opts.target,
+                backup_id: &backup_id,
+                origin: &report.origin,
+                allow_older_target: opts.allow_older_target,
+                progress: opts.progress,
+                shutdown: &opts.shutdown,
+                backup: &mut backup,
+                output: &mut output,
+                renames: &renames,
+                truncated: &truncated,
                 notify,
-                report,
-            );
+                effects: &mut report.effects,
+            };
+            let exec = stage.action.run(&mut ctx);
             let r = tokio::select! {
                 r = exec => r,
                 reason = opts.shutdown.wait() => Err(Error::Interrupted { signal: reason }),
@@ -591,10 +570,10 @@ async fn run_plan(
             Ok(detail) => {
                 if let Some(j) = &mut journal {
                     let mut e = Entry::new(Event::Finish, stage);
-                    if matches!(stage.action, Action::Restore { .. }) {
-                        e.tables = tables.clone();
-                        e.sha256 = report.plaintext_sha256.clone();
-                        e.databases = report.dump_databases.clone();
+                    if matches!(stage.action, Action::Restore(_)) {
+                        e.tables = report.effects.tables.clone();
+                        e.sha256 = report.effects.plaintext_sha256.clone();
+                        e.databases = report.effects.dump_databases.clone();
                     }
                     j.append(e)?;
                 }
@@ -606,7 +585,9 @@ async fn run_plan(
                         format!(" ({detail})")
                     }
                 ));
-                report.stages.push(outcome(stage, "done", detail, t0));
+                report
+                    .stages
+                    .push(outcome(stage, StageStatus::Done, detail, t0));
             }
             Err(e) => {
                 if let Some(j) = &mut journal {
@@ -672,8 +653,8 @@ async fn read_whole(
             _ => "",
         }
     ));
-    report.dump_databases = dump_databases(&r, &opts.target);
-    check_renames(plan, journal, report.dump_databases.as_deref())?;
+    report.effects.dump_databases = crate::stage::restore::dump_databases(&r, &opts.target);
+    check_renames(plan, journal, report.effects.dump_databases.as_deref())?;
     report.verified_first = Some(r);
     Ok(())
 }
@@ -685,7 +666,7 @@ fn destructive_before_stream(plan: &ResolvedPlan, journal: Option<&Journal>) -> 
     let Some(restore) = plan
         .stages
         .iter()
-        .position(|s| matches!(s.action, Action::Restore { .. }))
+        .position(|s| matches!(s.action, Action::Restore(_)))
     else {
         return Vec::new();
     };
@@ -699,17 +680,6 @@ fn destructive_before_stream(plan: &ResolvedPlan, journal: Option<&Journal>) -> 
         .collect()
 }
 
-/// The databases a plain dump restores into: its `\connect` targets, or the target's database
-/// for a dump of one database. Unknown for a custom-format archive.
-fn dump_databases(r: &Report, target: &ConnInfo) -> Option<Vec<String>> {
-    let dbs = r.databases.as_ref()?;
-    Some(if dbs.is_empty() {
-        vec![target.database()]
-    } else {
-        dbs.clone()
-    })
-}
-
 /// Every rename-database stage still to run must rename a database the dump restores.
 fn check_renames(
     plan: &ResolvedPlan,
@@ -718,9 +688,9 @@ fn check_renames(
 ) -> Result<()> {
     let Some(dbs) = dbs else { return Ok(()) };
     for s in &plan.stages {
-        if let (Action::RenameDatabase { from, to }, None) = (&s.action, &s.skip) {
+        if let (Action::RenameDatabase(rename), None) = (&s.action, &s.skip) {
             if !journal.is_some_and(|j| j.finished(s.number)) {
-                check_rename(from, to, dbs).map_err(|e| Error::Stage {
+                rename.check(dbs).map_err(|e| Error::Stage {
                     number: s.number,
                     name: s.name.clone(),
                     journal: false,
@@ -732,254 +702,12 @@ fn check_renames(
     Ok(())
 }
 
-fn check_rename(from: &str, to: &str, dbs: &[String]) -> Result<()> {
-    if dbs.iter().any(|d| d == from) {
-        return Ok(());
-    }
-    Err(Error::RenameSource {
-        from: from.to_string(),
-        to: to.to_string(),
-        restored: dbs.to_vec(),
-    })
-}
-
-fn outcome(stage: &Stage, status: &str, detail: String, t0: Instant) -> StageOutcome {
+fn outcome(stage: &Stage, status: StageStatus, detail: String, t0: Instant) -> StageOutcome {
     StageOutcome {
         number: stage.number,
         name: stage.name.clone(),
-        status: status.into(),
+        status,
         detail,
         seconds: t0.elapsed().as_secs_f64(),
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn execute(
-    stage: &Stage,
-    psql: &crate::pg::Psql,
-    opts: &RestoreOptions,
-    backup_id: &str,
-    backup: &mut Option<Arc<pipeline::PreparedBackup>>,
-    output: &mut Option<Output>,
-    tables: &mut Option<Vec<TableRows>>,
-    renames: &[(String, String)],
-    truncated: &[(String, String)],
-    notify: &(dyn Fn(&str) + Sync),
-    report: &mut RestoreReport,
-) -> Result<String> {
-    match &stage.action {
-        Action::Preflight => {
-            let (db, sql) = stage.action.sql().expect("SQL");
-            let rows = psql.query(db.as_deref(), &sql).await?;
-            let row = rows.first().cloned().unwrap_or_default();
-            let get = |i: usize| row.get(i).cloned().unwrap_or_default();
-            if get(1) == "t" {
-                return Err(Error::Standby {
-                    target: opts.target.describe(),
-                });
-            }
-            if let Some(v) = PgVersion::parse(&get(0)) {
-                target_version_is(v, report, opts, notify)?;
-            }
-            if let Some(b) = backup.as_ref() {
-                if let Some(warning) = free_space_warning(&get(4), b).await {
-                    notify(&warning);
-                }
-            }
-            Ok(format!(
-                "PostgreSQL {} as {}, database {}, a primary",
-                get(0),
-                get(2),
-                get(3)
-            ))
-        }
-        Action::DropInactiveSlots => {
-            let (db, sql) = stage.action.sql().expect("SQL");
-            let rows = psql.query(db.as_deref(), &sql).await?;
-            let names: Vec<String> = rows.iter().filter_map(|r| r.first().cloned()).collect();
-            Ok(if names.is_empty() {
-                "no inactive slots".into()
-            } else {
-                format!("dropped {} slot(s): {}", names.len(), names.join(", "))
-            })
-        }
-        Action::TerminateSessions { .. } => {
-            let (db, sql) = stage.action.sql().expect("SQL");
-            let rows = psql.query(db.as_deref(), &sql).await?;
-            Ok(format!("terminated {} session(s)", rows.len()))
-        }
-        Action::RenameDatabase { from, to } => {
-            if let Some(dbs) = &report.dump_databases {
-                check_rename(from, to, dbs)?;
-            }
-            let (db, sql) = stage.action.sql().expect("SQL");
-            psql.query(db.as_deref(), &sql).await?;
-            Ok(format!("{from} is now {to}"))
-        }
-        Action::DropSchema { .. } | Action::TruncateRepmgr { .. } | Action::Sql { .. } => {
-            let (db, sql) = stage.action.sql().expect("SQL");
-            psql.query(db.as_deref(), &sql).await?;
-            Ok(String::new())
-        }
-        Action::Command {
-            run,
-            tolerate_missing_unit,
-        } => {
-            run_command(
-                run,
-                *tolerate_missing_unit,
-                backup_id,
-                &opts.target.database(),
-            )
-            .await
-        }
-        Action::Restore { .. } => {
-            // A plan without a preflight stage: ask the target here, before the stream.
-            if report.target_version.is_none() {
-                let rows = psql
-                    .query(None, "SELECT current_setting('server_version');")
-                    .await?;
-                let v = rows
-                    .first()
-                    .and_then(|r| r.first())
-                    .and_then(|v| PgVersion::parse(v));
-                if let Some(v) = v {
-                    target_version_is(v, report, opts, notify)?;
-                }
-            }
-            let plan = backup.take().ok_or_else(|| {
-                Error::Plan("the restore stage can run once per invocation".into())
-            })?;
-            let out = output.take().expect("one restore stage");
-            let r = pipeline::run(
-                plan,
-                &out,
-                RunOptions {
-                    progress: opts.progress,
-                    hash: true,
-                    count_rows: true,
-                    part_digests: false,
-                    shutdown: opts.shutdown.clone(),
-                },
-            )
-            .await?;
-            *tables = r.tables.clone();
-            report.plaintext_sha256 = r.plaintext_sha256.clone();
-            if let Some(d) = dump_databases(&r, &opts.target) {
-                report.dump_databases = Some(d);
-            }
-            let mut detail = format!(
-                "{} of {} in {:.1}s",
-                crate::format_bytes(r.bytes_dump),
-                r.dump_kind.describe(),
-                r.seconds
-            );
-            if let Some(c) = &r.restore {
-                if c.sql_errors > 0 {
-                    detail.push_str(&format!(
-                        "; {} SQL error(s), without --on-error-stop they do not stop the restore; first: {}",
-                        c.sql_errors,
-                        c.first_errors.join(" | ")
-                    ));
-                }
-            }
-            report.stream = Some(r);
-            Ok(detail)
-        }
-        Action::Verify => {
-            let Some(t) = tables.as_ref() else {
-                return Ok(
-                    "row counts are not available for custom-format dumps (pg_restore reported success)"
-                        .into(),
-                );
-            };
-            let checks = check_rows(psql, t, &opts.target.database(), renames, truncated).await;
-            let bad = checks.iter().filter(|c| !c.ok()).count();
-            let n = checks.len();
-            report.mismatches = bad;
-            let table = render_checks(&checks);
-            report.verification = Some(checks);
-            if bad > 0 {
-                return Err(Error::Verification { count: bad, table });
-            }
-            Ok(format!("{n} table(s): row counts match the dump"))
-        }
-    }
-}
-
-/// Warns when the data directory's free space looks short for the dump (and its WAL).
-async fn free_space_warning(data_dir: &str, backup: &pipeline::PreparedBackup) -> Option<String> {
-    if data_dir.is_empty() || !Path::new(data_dir).exists() {
-        return None;
-    }
-    let mut df = std::process::Command::new("df");
-    df.args(["-Pk", data_dir]);
-    let (_, text, _) = crate::child::output(df, None).await.ok()?;
-    let avail_kib: u64 = text
-        .lines()
-        .nth(1)?
-        .split_whitespace()
-        .nth(3)?
-        .parse()
-        .ok()?;
-    let estimate = backup
-        .metadata
-        .as_ref()
-        .and_then(|m| m.plaintext_size)
-        .unwrap_or(backup.total_size() * 5);
-    let avail = avail_kib * 1024;
-    (avail < estimate.saturating_mul(2)).then(|| {
-        format!(
-            "warning: {} free on {data_dir}, the dump is about {}; a restore writes the data and as much WAL again",
-            crate::format_bytes(avail),
-            crate::format_bytes(estimate)
-        )
-    })
-}
-
-const MISSING_UNIT: [&str; 4] = [
-    "Unknown unit",
-    "not loaded",
-    "could not be found",
-    "does not exist",
-];
-
-async fn run_command(
-    run: &str,
-    tolerate: bool,
-    backup_id: &str,
-    target_db: &str,
-) -> Result<String> {
-    let mut cmd = std::process::Command::new("sh");
-    cmd.arg("-c")
-        .arg(run)
-        .env("A9S_BACKUP_ID", backup_id)
-        .env("A9S_TARGET_DB", target_db)
-        // The backup secret is for us, not for stage commands.
-        .env_remove("A9S_SECRET");
-    let (status, stdout, stderr) = crate::child::output(cmd, None).await?;
-    let said = format!(
-        "{}{}",
-        stdout.trim(),
-        if stderr.trim().is_empty() {
-            String::new()
-        } else {
-            format!("\n{}", stderr.trim())
-        }
-    );
-    if status.success() {
-        return Ok(said.lines().last().unwrap_or("").to_string());
-    }
-    if tolerate && MISSING_UNIT.iter().any(|m| said.contains(m)) {
-        return Ok(format!(
-            "tolerated a missing unit: {}",
-            said.lines().next().unwrap_or("")
-        ));
-    }
-    Err(Error::Child {
-        program: "command".into(),
-        doing: format!("running `{run}`"),
-        status: status.to_string(),
-        stderr: said,
-    })
 }

@@ -12,7 +12,7 @@ use std::io::{self, BufRead, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command};
 use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
@@ -318,14 +318,8 @@ fn drain_stderr(r: impl io::Read + Send + 'static) -> JoinHandle<ChildSummary> {
 }
 
 impl ChildSink {
-    fn spawn(mut cmd: Command, program: &'static str, doing: String) -> Result<Self> {
-        let mut child = crate::child::own_group(&mut cmd)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| start_err(program, e))?;
-        crate::child::register(child.id());
+    fn spawn(cmd: Command, program: &'static str, doing: String) -> Result<Self> {
+        let mut child = crate::child::spawn_piped(cmd).map_err(|e| start_err(program, e))?;
         let stderr = child.stderr.take().map(drain_stderr);
         Ok(ChildSink {
             stdin: child.stdin.take(),

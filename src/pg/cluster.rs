@@ -219,16 +219,13 @@ impl TempCluster {
         } else {
             std::process::Command::new(&exe)
         };
-        let out = cmd
-            .args(args)
-            .current_dir(&self.dir)
-            .output()
-            .map_err(|e| Error::Child {
-                program: program.into(),
-                doing: "starting".into(),
-                status: e.to_string(),
-                stderr: String::new(),
-            })?;
+        cmd.args(args).current_dir(&self.dir);
+        let out = crate::child::run_blocking(cmd).map_err(|e| Error::Child {
+            program: program.into(),
+            doing: "starting".into(),
+            status: e.to_string(),
+            stderr: String::new(),
+        })?;
         if !out.status.success() {
             return Err(Error::Child {
                 program: program.into(),

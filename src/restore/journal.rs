@@ -88,7 +88,7 @@ pub(crate) struct Journal {
 impl Journal {
     pub fn open(path: &Path, fingerprint: &str, target: &str, resume: bool) -> Result<Journal> {
         let jerr = |reason: String| Error::Journal {
-            path: path.display().to_string(),
+            path: path.to_path_buf(),
             reason,
         };
         let mut entries = Vec::new();
@@ -173,7 +173,7 @@ impl Journal {
         )
         .and_then(|_| self.file.sync_data())
         .map_err(|err| Error::Journal {
-            path: self.path.display().to_string(),
+            path: self.path.clone(),
             reason: err.to_string(),
         })?;
         self.entries.push(e);

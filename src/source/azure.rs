@@ -22,7 +22,7 @@ use object_store::{
 };
 
 use super::{BoxFuture, CloudOptions, GetRange, ObjectMeta, Source, Upload};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Retry};
 
 /// A container, optionally below a prefix.
 #[derive(Debug, Clone)]
@@ -186,7 +186,17 @@ fn store_error(
         E::Generic { .. } => (true, ""),
         _ => (false, ""),
     };
-    Error::storage(op, object, range, transient, format!("{e}{advice}"))
+    Error::storage(
+        op,
+        object,
+        range,
+        if transient {
+            Retry::Transient
+        } else {
+            Retry::Permanent
+        },
+        format!("{e}{advice}"),
+    )
 }
 
 impl Source for AzureSource {

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 
 use super::{BoxFuture, GetRange, ObjectMeta, Source, Upload};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Retry};
 
 /// A directory of backup objects.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ fn blocking<T: Send + 'static>(
     Box::pin(async move {
         tokio::task::spawn_blocking(f)
             .await
-            .unwrap_or_else(|e| Err(Error::storage("run", "a blocking task", None, false, e)))
+            .unwrap_or_else(|e| Err(Error::internal("a blocking task")(e)))
     })
 }
 
@@ -93,8 +93,9 @@ impl Source for LocalSource {
         let path = self.root.join(name);
         let name = name.to_string();
         blocking(move || {
-            let fail =
-                |e: std::io::Error| Error::storage("reading", &name, Some(range.clone()), false, e);
+            let fail = |e: std::io::Error| {
+                Error::storage("reading", &name, Some(range.clone()), Retry::Permanent, e)
+            };
             let f = File::open(&path).map_err(fail)?;
             let md = f.metadata().map_err(fail)?;
             let len = (range.end - range.start) as usize;
@@ -145,7 +146,8 @@ impl Source for LocalSource {
         let path = self.root.join(name);
         let name = name.to_string();
         blocking(move || {
-            fs::remove_file(&path).map_err(|e| Error::storage("deleting", name, None, false, e))
+            fs::remove_file(&path)
+                .map_err(|e| Error::storage("deleting", name, None, Retry::Permanent, e))
         })
     }
 
@@ -179,7 +181,7 @@ impl Upload for LocalUpload {
                 })
             })
             .await
-            .map_err(|e| Error::storage("write", "a blocking task", None, false, e))??;
+            .map_err(Error::internal("a blocking write"))??;
             self.file = Some(f);
             Ok(())
         })

@@ -22,7 +22,7 @@ use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 
 use super::{BoxFuture, CloudOptions, GetRange, ObjectMeta, Source, Upload};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Retry};
 
 /// Multipart upload part size for `pack` (S3's minimum is 5 MiB).
 const UPLOAD_PART: usize = 8 << 20;
@@ -151,7 +151,17 @@ where
         msg.push_str(m);
     }
     msg.push_str(advice);
-    Error::storage(op, object, range, transient, msg)
+    Error::storage(
+        op,
+        object,
+        range,
+        if transient {
+            Retry::Transient
+        } else {
+            Retry::Permanent
+        },
+        msg,
+    )
 }
 
 /// The innermost error's message: what went wrong, without the SDK's layers of wrapping.
@@ -246,7 +256,9 @@ impl Source for S3Source {
                 .body
                 .collect()
                 .await
-                .map_err(|e| Error::storage("reading", name, Some(range.clone()), true, e))?
+                .map_err(|e| {
+                    Error::storage("reading", name, Some(range.clone()), Retry::Transient, e)
+                })?
                 .into_bytes();
             Ok(GetRange { bytes, etag })
         })

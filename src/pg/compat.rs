@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
+use crate::dump::DumpFormat;
 use crate::dump::{ArchiveVersion, Origin, PgVersion};
 use crate::error::{Error, Result};
-use crate::restore::DumpFormat;
 
 /// Refuses, before anything runs, a dump that the local psql or pg_restore cannot read.
 pub(crate) fn check_tool(

@@ -1,15 +1,66 @@
-//! Row-count verification: the rows of each table counted from the dump's COPY blocks
-//! against what the restored tables hold, renames and truncations applied. Owns the SQL that
-//! counts (`ONLY` for plain and inheritance tables, whole for partitioned ones) and the table
-//! the operator reads.
+//! `verify`: the rows of each table counted from the dump's COPY blocks against what the
+//! restored tables hold, renames and truncations applied. Owns the SQL that counts (`ONLY` for
+//! plain and inheritance tables, whole for partitioned ones) and the table the operator reads.
+//! Changes nothing; a mismatch fails the stage.
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use super::{Action, Kind, Resolved, StageContext};
 
 use crate::dump::TableRows;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::pg::quote_literal;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub name: Option<String>,
+}
+
+impl super::Spec for Spec {
+    fn resolve(&self, _: &mut dyn FnMut(&str) -> String) -> Resolved {
+        Resolved::new(&self.name, Action::Verify(Verify {}), false)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verify {}
+
+impl Kind for Verify {
+    const KIND: &'static str = "verify";
+
+    fn render(&self, _: &str) -> String {
+        "compare the rows of every table in the dump's COPY blocks with SELECT count(*)".into()
+    }
+
+    async fn run(&self, ctx: &mut StageContext<'_>) -> Result<String> {
+        let Some(t) = ctx.effects.tables.as_ref() else {
+            return Ok(
+                "row counts are not available for custom-format dumps (pg_restore reported success)"
+                    .into(),
+            );
+        };
+        let checks = check_rows(
+            ctx.psql,
+            t,
+            &ctx.target.database(),
+            ctx.renames,
+            ctx.truncated,
+        )
+        .await;
+        let bad = checks.iter().filter(|c| !c.ok()).count();
+        let n = checks.len();
+        ctx.effects.mismatches = bad;
+        let table = render_checks(&checks);
+        ctx.effects.verification = Some(checks);
+        if bad > 0 {
+            return Err(Error::Verification { count: bad, table });
+        }
+        Ok(format!("{n} table(s): row counts match the dump"))
+    }
+}
 
 /// One table's verification.
 #[derive(Debug, Clone, Serialize)]

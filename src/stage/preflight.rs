@@ -1,0 +1,94 @@
+//! `preflight`: connect, read the server's version, refuse a standby and a dump of a newer
+//! major version, and warn when the data directory's free space looks short. Changes nothing.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{run_sql, Action, Kind, Resolved, StageContext};
+use crate::dump::PgVersion;
+use crate::error::{Error, Result};
+use crate::pipeline::PreparedBackup;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub name: Option<String>,
+}
+
+impl super::Spec for Spec {
+    fn resolve(&self, _: &mut dyn FnMut(&str) -> String) -> Resolved {
+        Resolved::new(&self.name, Action::Preflight(Preflight {}), false)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Preflight {}
+
+impl Kind for Preflight {
+    const KIND: &'static str = "preflight";
+
+    fn sql(&self) -> Option<(Option<String>, String)> {
+        Some((
+            None,
+            "SELECT current_setting('server_version'), pg_is_in_recovery(), current_user, \
+             current_database(), (SELECT setting FROM pg_settings WHERE name = 'data_directory');"
+                .to_string(),
+        ))
+    }
+
+    async fn run(&self, ctx: &mut StageContext<'_>) -> Result<String> {
+        let rows = run_sql(self, ctx).await?;
+        let row = rows.first().cloned().unwrap_or_default();
+        let get = |i: usize| row.get(i).cloned().unwrap_or_default();
+        if get(1) == "t" {
+            return Err(Error::Standby {
+                target: ctx.target.describe(),
+            });
+        }
+        if let Some(v) = PgVersion::parse(&get(0)) {
+            ctx.target_version_is(v)?;
+        }
+        if let Some(b) = ctx.backup.as_ref() {
+            if let Some(warning) = free_space_warning(&get(4), b).await {
+                (ctx.notify)(&warning);
+            }
+        }
+        Ok(format!(
+            "PostgreSQL {} as {}, database {}, a primary",
+            get(0),
+            get(2),
+            get(3)
+        ))
+    }
+}
+
+/// Warns when the data directory's free space looks short for the dump (and its WAL).
+async fn free_space_warning(data_dir: &str, backup: &PreparedBackup) -> Option<String> {
+    if data_dir.is_empty() || !Path::new(data_dir).exists() {
+        return None;
+    }
+    let mut df = std::process::Command::new("df");
+    df.args(["-Pk", data_dir]);
+    let (_, text, _) = crate::child::output(df, None).await.ok()?;
+    let avail_kib: u64 = text
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    let estimate = backup
+        .metadata
+        .as_ref()
+        .and_then(|m| m.plaintext_size)
+        .unwrap_or(backup.total_size() * 5);
+    let avail = avail_kib * 1024;
+    (avail < estimate.saturating_mul(2)).then(|| {
+        format!(
+            "warning: {} free on {data_dir}, the dump is about {}; a restore writes the data and as much WAL again",
+            crate::format_bytes(avail),
+            crate::format_bytes(estimate)
+        )
+    })
+}

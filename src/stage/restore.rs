@@ -1,0 +1,115 @@
+//! `restore`: the stream itself, into psql (plain SQL) or pg_restore (custom format), counting
+//! the rows of each COPY block as it passes. Exactly one per plan; destructive.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Action, Kind, Resolved, StageContext};
+use crate::dump::PgVersion;
+use crate::error::{Error, Result};
+use crate::pg::ConnInfo;
+use crate::pipeline::{self, Report, RunOptions};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub name: Option<String>,
+    /// Flags for pg_restore (custom-format dumps), e.g. `["--no-owner", "--no-privileges"]`.
+    #[serde(default)]
+    pub pg_restore_args: Vec<String>,
+    /// Stop at the first SQL error (psql `ON_ERROR_STOP=1`).
+    pub on_error_stop: Option<bool>,
+}
+
+impl super::Spec for Spec {
+    fn resolve(&self, _: &mut dyn FnMut(&str) -> String) -> Resolved {
+        Resolved::new(
+            &self.name,
+            Action::Restore(Restore {
+                pg_restore_args: self.pg_restore_args.clone(),
+                on_error_stop: self.on_error_stop,
+            }),
+            true,
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Restore {
+    pub pg_restore_args: Vec<String>,
+    pub on_error_stop: Option<bool>,
+}
+
+impl Kind for Restore {
+    const KIND: &'static str = "restore";
+
+    fn render(&self, restore_line: &str) -> String {
+        restore_line.to_string()
+    }
+
+    async fn run(&self, ctx: &mut StageContext<'_>) -> Result<String> {
+        // A plan without a preflight stage: ask the target here, before the stream.
+        if ctx.effects.target_version.is_none() {
+            let rows = ctx
+                .psql
+                .query(None, "SELECT current_setting('server_version');")
+                .await?;
+            let v = rows
+                .first()
+                .and_then(|r| r.first())
+                .and_then(|v| PgVersion::parse(v));
+            if let Some(v) = v {
+                ctx.target_version_is(v)?;
+            }
+        }
+        let plan = ctx
+            .backup
+            .take()
+            .ok_or_else(|| Error::Plan("the restore stage can run once per invocation".into()))?;
+        let out = ctx.output.take().expect("one restore stage");
+        let r = pipeline::run(
+            plan,
+            &out,
+            RunOptions {
+                progress: ctx.progress,
+                hash: true,
+                count_rows: true,
+                part_digests: false,
+                shutdown: ctx.shutdown.clone(),
+            },
+        )
+        .await?;
+        ctx.effects.tables = r.tables.clone();
+        ctx.effects.plaintext_sha256 = r.plaintext_sha256.clone();
+        if let Some(d) = dump_databases(&r, ctx.target) {
+            ctx.effects.dump_databases = Some(d);
+        }
+        let mut detail = format!(
+            "{} of {} in {:.1}s",
+            crate::format_bytes(r.bytes_dump),
+            r.dump_kind.describe(),
+            r.seconds
+        );
+        if let Some(c) = &r.restore {
+            if c.sql_errors > 0 {
+                detail.push_str(&format!(
+                    "; {} SQL error(s), without --on-error-stop they do not stop the restore; first: {}",
+                    c.sql_errors,
+                    c.first_errors.join(" | ")
+                ));
+            }
+        }
+        ctx.effects.stream = Some(r);
+        Ok(detail)
+    }
+}
+
+/// The databases a plain dump restores into: its `\connect` targets, or the target's database
+/// for a dump of one database. Unknown for a custom-format archive.
+pub(crate) fn dump_databases(r: &Report, target: &ConnInfo) -> Option<Vec<String>> {
+    let dbs = r.databases.as_ref()?;
+    Some(if dbs.is_empty() {
+        vec![target.database()]
+    } else {
+        dbs.clone()
+    })
+}
