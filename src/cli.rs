@@ -9,13 +9,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use std::collections::BTreeMap;
 
-use a9s_recover::crypto::{Digest, Kdf, DEFAULT_PBKDF2_ITER};
+use a9s_recover::crypto::Kdf;
 use a9s_recover::pack::{self, PackRequest};
 use a9s_recover::pg::cluster::TempCluster;
 use a9s_recover::pg::{ConnInfo, PgTools};
 use a9s_recover::pipeline::{self, KdfChoice, PreparedBackup, Report, Request, RunOptions};
 use a9s_recover::plan::PlanFile;
-use a9s_recover::restore::{self, Confirmation, DumpFormat, RestoreOptions, RestoreReport};
+use a9s_recover::restore::{self, Confirmation, RestoreReport};
 use a9s_recover::sink::Output;
 use a9s_recover::source::{CloudOptions, Location, Source, StorageKind, Throttled};
 use a9s_recover::{format_bytes, parse_size, Secret, Shutdown};
@@ -140,8 +140,8 @@ pub struct SourceArgs {
     pub account: Option<String>,
 
     /// Give up on a cloud request that receives nothing for this many seconds; the range is
-    /// then retried.
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    /// then retried (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = a9s_recover::source::DEFAULT_READ_TIMEOUT.as_secs())]
     pub read_timeout: u64,
 
     /// Limit the read rate, e.g. 50MiB (per second), to spare a shared link.
@@ -203,7 +203,7 @@ pub struct FetchArgs {
     pub chunk_size: Option<u64>,
 
     /// Retries of a failed range before giving up.
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = a9s_recover::fetch::DEFAULT_RETRIES)]
     pub retries: u32,
 
     /// Inflate engine: isal (ISA-L, the fastest; on corruption the damage is located again
@@ -533,6 +533,9 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<()> {
     }
 }
 
+mod config;
+mod render;
+
 #[derive(Debug, Clone, Copy)]
 struct Ui {
     quiet: bool,
@@ -554,22 +557,19 @@ impl Ui {
 }
 
 async fn open_source(args: &SourceArgs) -> anyhow::Result<Arc<dyn Source>> {
-    let bucket = args.bucket.as_deref().expect("clap requires --bucket");
-    let kind = args.storage.map(|s| match s {
-        StorageArg::Local => StorageKind::Local,
-        StorageArg::S3 => StorageKind::S3,
-        StorageArg::Azure => StorageKind::Azure,
-    });
-    let opts = CloudOptions {
-        region: args.region.clone(),
-        endpoint: args.endpoint.clone(),
-        profile: args.profile.clone(),
-        account: args.account.clone(),
-        read_timeout: (args.read_timeout > 0)
-            .then(|| std::time::Duration::from_secs(args.read_timeout)),
-    };
+    let (bucket, kind, opts) = config::source(args);
+    open_location(bucket, kind, &opts, args.limit_rate).await
+}
+
+/// Opens a location; a bare name taken for an S3 bucket without credentials says so.
+async fn open_location(
+    bucket: &str,
+    kind: Option<StorageKind>,
+    opts: &CloudOptions,
+    limit_rate: Option<u64>,
+) -> anyhow::Result<Arc<dyn Source>> {
     let location = Location::parse(bucket, kind)?;
-    let source = match location.open(&opts).await {
+    let source = match location.open(opts).await {
         Err(a9s_recover::Error::NoCredentials { location, .. })
             if !bucket.contains("://") && kind.is_none() =>
         {
@@ -583,7 +583,7 @@ async fn open_source(args: &SourceArgs) -> anyhow::Result<Arc<dyn Source>> {
         }
         r => r?,
     };
-    Ok(match args.limit_rate {
+    Ok(match limit_rate {
         Some(rate) => Arc::new(Throttled::new(source, rate)),
         None => source,
     })
@@ -701,51 +701,6 @@ fn interruptible<T: Send + 'static>(
     }
 }
 
-fn kdf_choice(args: &KdfArgs) -> KdfChoice {
-    let digest = match args.md {
-        MdArg::Auto => None,
-        MdArg::Md5 => Some(Digest::Md5),
-        MdArg::Sha256 => Some(Digest::Sha256),
-        MdArg::Sha1 => Some(Digest::Sha1),
-    };
-    if args.pbkdf2 || args.iter.is_some() {
-        KdfChoice::Fixed(Kdf::Pbkdf2 {
-            digest: digest.unwrap_or(Digest::Sha256),
-            iter: args.iter.unwrap_or(DEFAULT_PBKDF2_ITER),
-        })
-    } else {
-        match digest {
-            None => KdfChoice::Auto,
-            Some(d) => KdfChoice::Fixed(Kdf::BytesToKey(d)),
-        }
-    }
-}
-
-fn request(
-    backup_id: &str,
-    instance_id: Option<&str>,
-    secret: Option<Secret>,
-    kdf: &KdfArgs,
-    fetch: &FetchArgs,
-) -> anyhow::Result<Request> {
-    if fetch.concurrency == Some(0) {
-        return Err(a9s_recover::Error::Config("--concurrency must be at least 1".into()).into());
-    }
-    Ok(Request {
-        backup_id: backup_id.to_string(),
-        instance_id: instance_id.map(str::to_string),
-        secret,
-        kdf: kdf_choice(kdf),
-        concurrency: fetch.concurrency,
-        chunk_size: fetch.chunk_size,
-        retries: Some(fetch.retries),
-        inflate: fetch.inflate.map(|e| match e {
-            InflateArg::Isal => a9s_recover::inflate::Engine::Isal,
-            InflateArg::Zlib => a9s_recover::inflate::Engine::ZlibRs,
-        }),
-    })
-}
-
 fn describe_plan(plan: &PreparedBackup, ui: Ui) {
     for n in &plan.notices {
         ui.notice(n);
@@ -790,7 +745,7 @@ async fn recover(args: RecoverArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
         .as_deref()
         .expect("clap requires --backup-id");
     let secret = resolve_secret(&args.secret, ui, true, &shutdown)?;
-    let req = request(
+    let req = config::request(
         backup_id,
         args.instance_id.as_deref(),
         secret,
@@ -880,7 +835,7 @@ async fn verify(args: VerifyArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<
             obj.insert("result".into(), "ok".into());
             print_stdout(&serde_json::to_string_pretty(&v)?)
         }
-        Ok(report) => print_stdout(&verify_text(&report)),
+        Ok(report) => print_stdout(&render::VerifyText(&report).to_string()),
         Err(e) => {
             let r: anyhow::Result<()> = Err(e);
             let mut v = serde_json::json!({ "result": "failed" });
@@ -890,83 +845,6 @@ async fn verify(args: VerifyArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<
             finish_json(args.json, r, Some(&v), ui)
         }
     }
-}
-
-fn verify_text(r: &Report) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let _ = writeln!(s, "backup       {} ({})", r.backup_id, r.location);
-    let _ = writeln!(
-        s,
-        "parts        {}, {} stored",
-        r.parts,
-        format_bytes(r.bytes_stored)
-    );
-    let _ = writeln!(
-        s,
-        "encryption   {}{}",
-        r.encryption,
-        r.key_derivation
-            .as_ref()
-            .map(|k| format!(", key derivation {k}"))
-            .unwrap_or_default()
-    );
-    let _ = writeln!(
-        s,
-        "compression  {}{}, {}, inflated with {}",
-        r.compression.name(),
-        r.gzip_members
-            .map(|m| format!(", {m} member(s)"))
-            .unwrap_or_default(),
-        format_bytes(r.bytes_compressed),
-        r.inflate_engine
-    );
-    let _ = writeln!(
-        s,
-        "dump         {}, {} ({} bytes)",
-        r.dump_kind.describe(),
-        format_bytes(r.bytes_dump),
-        r.bytes_dump
-    );
-    if let Some(made) = r.origin.describe() {
-        let archive = r
-            .origin
-            .archive
-            .map(|a| format!(", archive format {a}"))
-            .unwrap_or_default();
-        let restrict = if r.origin.restrict {
-            ", uses \\restrict (needs psql 13.22/14.19/15.14/16.10/17.6 or later)"
-        } else {
-            ""
-        };
-        let _ = writeln!(s, "made by      {made}{archive}{restrict}");
-    }
-    let _ = writeln!(
-        s,
-        "sha256       {}",
-        r.plaintext_sha256.as_deref().unwrap_or("-")
-    );
-    let meta = match r.metadata {
-        pipeline::MetadataCheck::Absent => "absent (nothing to check against)".to_string(),
-        pipeline::MetadataCheck::NoDigests => "present, without digests".to_string(),
-        pipeline::MetadataCheck::Matched => format!(
-            "matched: dump sha256 and {} part digest(s)",
-            r.parts_checked
-        ),
-    };
-    let _ = writeln!(s, "metadata     {meta}");
-    if let Some(tables) = &r.tables {
-        let _ = writeln!(s, "tables       {}", tables.len());
-        for t in tables {
-            let name = match &t.database {
-                Some(db) => format!("{db}: {}", t.table),
-                None => t.table.clone(),
-            };
-            let _ = writeln!(s, "  {:>12}  {name}", t.rows);
-        }
-    }
-    let _ = write!(s, "result       OK ({:.1}s)", r.seconds);
-    s
 }
 
 async fn pack_cmd(args: PackArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -984,7 +862,7 @@ async fn pack_cmd(args: PackArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<
         (None, Some(inst)) => pack::new_backup_id(inst),
         (None, None) => unreachable!("clap requires one of them"),
     };
-    let kdf = match kdf_choice(&args.kdf) {
+    let kdf = match config::kdf_choice(&args.kdf) {
         KdfChoice::Auto => Kdf::A9S,
         KdfChoice::Fixed(k) => k,
     };
@@ -1029,7 +907,7 @@ async fn list_cmd(args: ListArgs, ui: Ui) -> anyhow::Result<()> {
     let mut backups = pipeline::list_backups(source.clone(), args.instance_id.as_deref()).await?;
     if let Some(secret) = resolve_secret(&args.secret, ui, false, &Shutdown::new())? {
         let mut req = Request::new("", Some(secret));
-        req.kdf = kdf_choice(&args.kdf);
+        req.kdf = config::kdf_choice(&args.kdf);
         pipeline::probe_listed(source.clone(), &mut backups, &req).await;
     }
     if args.json {
@@ -1039,34 +917,7 @@ async fn list_cmd(args: ListArgs, ui: Ui) -> anyhow::Result<()> {
         eprintln!("a9s-recover: no backups at {}", source.describe());
         return Ok(());
     }
-    let width = backups
-        .iter()
-        .map(|b| b.backup_id.len())
-        .max()
-        .unwrap_or(9)
-        .max(9);
-    let mut out = format!(
-        "{:<width$}  {:<24}  {:>5}  {:>10}  STATE",
-        "BACKUP ID", "TIME (UTC)", "PARTS", "SIZE"
-    );
-    for b in &backups {
-        let state = match (&b.problem, b.metadata) {
-            (None, true) => "complete".to_string(),
-            (None, false) => match &b.warning {
-                Some(w) => format!("complete (no metadata; {w})"),
-                None => "complete (no metadata)".to_string(),
-            },
-            (Some(p), _) => format!("INCOMPLETE: {p}"),
-        };
-        out.push_str(&format!(
-            "\n{:<width$}  {:<24}  {:>5}  {:>10}  {state}",
-            b.backup_id,
-            b.time_utc.as_deref().unwrap_or("-"),
-            b.parts,
-            format_bytes(b.size),
-        ));
-    }
-    print_stdout(&out)
+    print_stdout(&render::ListTable(&backups).to_string())
 }
 
 async fn backup_request(
@@ -1076,7 +927,7 @@ async fn backup_request(
 ) -> anyhow::Result<(Arc<dyn Source>, Request)> {
     let source = open_source(&b.source).await?;
     let secret = resolve_secret(&b.secret, ui, true, shutdown)?;
-    let req = request(
+    let req = config::request(
         &b.backup_id,
         b.instance_id.as_deref(),
         secret,
@@ -1084,48 +935,6 @@ async fn backup_request(
         &b.fetch,
     )?;
     Ok((source, req))
-}
-
-fn restore_options(
-    load: &LoadArgs,
-    target: ConnInfo,
-    ui: Ui,
-    shutdown: Shutdown,
-) -> RestoreOptions {
-    let mut pg_restore_args = Vec::new();
-    for (on, flag) in [
-        (load.no_owner, "--no-owner"),
-        (load.no_privileges, "--no-privileges"),
-        (load.clean, "--clean"),
-        (load.if_exists, "--if-exists"),
-    ] {
-        if on {
-            pg_restore_args.push(flag.to_string());
-        }
-    }
-    RestoreOptions {
-        target,
-        tools: PgTools {
-            bin_dir: load.pg_bin.clone(),
-        },
-        format: load.format.map(|f| match f {
-            FormatArg::Sql => DumpFormat::Sql,
-            FormatArg::Custom => DumpFormat::Custom,
-        }),
-        on_error_stop: load.on_error_stop,
-        allow_older_target: load.allow_older_target,
-        pg_restore_args,
-        jobs: load.jobs,
-        spool_dir: load.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
-        journal: None,
-        resume: false,
-        redo_interrupted: false,
-        verify: true,
-        verify_first: true,
-        yes: false,
-        progress: ui.progress,
-        shutdown,
-    }
 }
 
 /// Asks on the terminal before destructive stages; never when stdin is not a terminal. The
@@ -1195,13 +1004,7 @@ async fn restore_inner(
     };
     let vars = parse_vars(&args.vars)?;
     let (source, req) = backup_request(&args.backup, ui, &shutdown).await?;
-    let mut opts = restore_options(&args.load, target, ui, shutdown.clone());
-    opts.journal = args.journal.clone();
-    opts.resume = args.resume;
-    opts.redo_interrupted = args.redo_interrupted;
-    opts.verify = !args.no_verify;
-    opts.verify_first = !args.no_verify_first;
-    opts.yes = args.yes;
+    let opts = config::restore_options(&args, target, ui.progress, shutdown.clone());
     let prepared =
         restore::prepare_restore(source, &req, &plan_name, &plan_file, &vars, &opts).await?;
     describe_plan(&prepared.backup, ui);
@@ -1255,25 +1058,7 @@ fn restored_notice(report: &RestoreReport, ui: Ui) {
             eprintln!("{}", restore::render_checks(v));
         }
     }
-    ui.notice(&format!(
-        "restored {} ({}) into {} in {:.1}s{}{}",
-        report.backup_id,
-        report.dump_kind.describe(),
-        report.target,
-        report.seconds,
-        report
-            .effects
-            .verification
-            .as_ref()
-            .map(|v| format!("; {} table(s) verified", v.len()))
-            .unwrap_or_default(),
-        report
-            .effects
-            .plaintext_sha256
-            .as_ref()
-            .map(|s| format!("; dump sha256 {s}"))
-            .unwrap_or_default()
-    ));
+    ui.notice(&render::Restored(report).to_string());
 }
 
 async fn drill_cmd(args: DrillArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -1301,8 +1086,7 @@ async fn drill_inner(
         tokio::task::spawn_blocking(move || TempCluster::start(&start_tools, work_dir.as_deref()))
             .await
             .map_err(|e| anyhow::anyhow!("starting the drill cluster: {e}"))??;
-    let mut opts = restore_options(&args.load, cluster.conninfo(), ui, shutdown);
-    opts.yes = true;
+    let opts = config::drill_options(&args.load, cluster.conninfo(), ui.progress, shutdown);
     let plan = PlanFile::parse("drill", a9s_recover::plan::DEFAULT_PLAN)?;
     let prepared =
         restore::prepare_restore(source, &req, "drill", &plan, &BTreeMap::new(), &opts).await?;
@@ -1347,17 +1131,11 @@ async fn bench_cmd(args: BenchArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
     let mut _synthetic = None;
     let (source, req, local) = match (&args.bucket, &args.backup_id) {
         (Some(bucket), Some(id)) => {
-            let src_args = SourceArgs {
-                bucket: Some(bucket.clone()),
-                storage: None,
-                region: None,
+            let opts = CloudOptions {
                 endpoint: args.endpoint.clone(),
-                profile: None,
-                account: None,
-                read_timeout: 60,
-                limit_rate: None,
+                ..CloudOptions::default()
             };
-            let source = open_source(&src_args).await?;
+            let source = open_location(bucket, None, &opts, None).await?;
             let secret = resolve_secret(&args.secret, ui, true, &shutdown)?;
             let local = match Location::parse(bucket, None)? {
                 Location::Local(p) => Some(p),
@@ -1383,54 +1161,7 @@ async fn bench_cmd(args: BenchArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
     if args.json {
         return print_stdout(&serde_json::to_string_pretty(&report)?);
     }
-    let runs = |v: &[f64]| {
-        v.iter()
-            .map(|s| format!("{s:.2}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let rss = |r: Option<f64>| r.map(|m| format!("{m:.0} MiB")).unwrap_or("n/a".into());
-    let mut out = format!(
-        "machine      {}\nbackup       {} ({}): {} dump, {} stored in {} part(s)\n",
-        report.machine,
-        report.backup_id,
-        report.location,
-        format_bytes(report.dump_bytes),
-        format_bytes(report.stored_bytes),
-        report.parts
-    );
-    if let (Some(cmd), Some(r)) = (&report.reference_command, &report.reference) {
-        out.push_str(&format!(
-            "reference    {cmd}\n             median {:.2} s  {:.0} MB/s  peak {}  (runs {})\n",
-            r.median_seconds,
-            r.dump_mb_s,
-            rss(r.peak_rss_mib),
-            runs(&r.seconds)
-        ));
-    }
-    let o = &report.ours;
-    out.push_str(&format!(
-        "a9s-recover  median {:.2} s  {:.0} MB/s  peak {}  (runs {})\n",
-        o.median_seconds,
-        o.dump_mb_s,
-        rss(o.peak_rss_mib),
-        runs(&o.seconds)
-    ));
-    if let Some(x) = report.speedup {
-        out.push_str(&format!("speedup      {x:.2}x the reference\n"));
-    }
-    out.push_str("stage        MB/s when not waiting   vs reference end to end\n");
-    for s in &report.stages {
-        out.push_str(&format!(
-            "  {:<9}  {:>10.0}               {}\n",
-            s.stage,
-            s.mb_s,
-            s.ratio_to_reference
-                .map(|r| format!("{r:.1}x"))
-                .unwrap_or("-".into())
-        ));
-    }
-    print_stdout(out.trim_end())
+    print_stdout(render::BenchText(&report).to_string().trim_end())
 }
 
 /// Prints a line on stdout; a closed stdout is not an error worth a message.

@@ -21,6 +21,9 @@ use crate::pipe::PipeTx;
 use crate::progress::Progress;
 use crate::source::Source;
 
+/// Retries of a failed range before giving up, unless the operator says otherwise.
+pub const DEFAULT_RETRIES: u32 = 10;
+
 /// How to fetch.
 #[derive(Debug, Clone)]
 pub struct FetchOptions {
@@ -45,7 +48,7 @@ impl FetchOptions {
                 .unwrap_or_else(|| source.default_concurrency())
                 .max(1),
             chunk_size: chunk.unwrap_or_else(|| source.default_chunk_size()).max(1),
-            retries: 10,
+            retries: DEFAULT_RETRIES,
             backoff: Duration::from_millis(100),
         }
     }
@@ -201,6 +204,56 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use crate::source::memory::MemorySource;
+
+    /// Retries on the in-memory source with tokio's paused clock: the backoff sleeps take no
+    /// real time. Issue 11: retries tested on a source every backend shares the code of.
+    #[tokio::test(start_paused = true)]
+    async fn transient_failures_are_retried_until_the_retries_run_out() {
+        let m = MemorySource::new();
+        m.put("x", vec![7u8; 100]);
+        let opts = FetchOptions {
+            concurrency: 1,
+            chunk_size: 10,
+            retries: 3,
+            backoff: Duration::from_millis(100),
+        };
+        m.fail_next_reads(3);
+        let got = retrying(&opts, || m.get_range("x", 0..10)).await.unwrap();
+        assert_eq!(got.bytes.len(), 10);
+        m.fail_next_reads(4);
+        let e = retrying(&opts, || m.get_range("x", 0..10))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("x failed (bytes 0..10)") && e.contains("gave up after retries"),
+            "{e}"
+        );
+        // A permanent failure is not retried at all.
+        let e = retrying(&opts, || m.get_range("missing", 0..10))
+            .await
+            .unwrap_err();
+        assert!(!e.is_transient());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_object_rewritten_during_the_read_is_an_error() {
+        let m = Arc::new(MemorySource::new());
+        m.put("b-1", vec![1u8; 64]);
+        let listed = m.list("b-").await.unwrap();
+        let part = Part {
+            name: "b-1".into(),
+            index: Some(1),
+            size: 64,
+            etag: listed[0].etag.clone(),
+        };
+        m.put("b-1", vec![2u8; 64]);
+        let opts = FetchOptions::for_source(&*m, None, None);
+        let e = get_with_retry(&*m, &part, 0..64, &opts).await.unwrap_err();
+        assert!(matches!(e, Error::ObjectChanged { .. }), "{e}");
+    }
+
     use super::*;
 
     #[test]

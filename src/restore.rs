@@ -36,12 +36,25 @@ use crate::sink::Output;
 use crate::source::Source;
 pub use crate::stage::verify::{check_rows, render_checks, RowCheck};
 use crate::stage::{Effects, StageContext};
-use journal::{Entry, Event, Journal, StageState};
+use journal::{Entry, Event, JournalFile, StageState};
 
-/// Everything a restore needs besides the backup request and the plan.
+/// Everything a restore needs besides the backup request and the plan, by concern.
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
     pub target: ConnInfo,
+    /// How the dump is loaded.
+    pub load: LoadOptions,
+    pub journal: Journal,
+    pub checks: Checks,
+    /// Run destructive stages without asking.
+    pub yes: bool,
+    pub progress: bool,
+    pub shutdown: Shutdown,
+}
+
+/// How the dump is fed to PostgreSQL.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
     pub tools: PgTools,
     /// Override the sniffed format.
     pub format: Option<DumpFormat>,
@@ -51,16 +64,40 @@ pub struct RestoreOptions {
     pub pg_restore_args: Vec<String>,
     pub jobs: Option<u32>,
     pub spool_dir: PathBuf,
-    pub journal: Option<PathBuf>,
-    pub resume: bool,
-    pub redo_interrupted: bool,
+}
+
+/// What is checked besides what always is.
+#[derive(Debug, Clone, Copy)]
+pub struct Checks {
+    /// The row-count verification stage.
     pub verify: bool,
-    /// Read and check the whole backup before a plan's destructive stages run, when any come
+    /// Read and check the whole backup before a plan's destructive stages, when any come
     /// before the stream (`--no-verify-first` turns it off).
     pub verify_first: bool,
-    pub yes: bool,
-    pub progress: bool,
-    pub shutdown: Shutdown,
+}
+
+impl Default for Checks {
+    fn default() -> Self {
+        Checks {
+            verify: true,
+            verify_first: true,
+        }
+    }
+}
+
+/// The journal of a run: none, a new one, or an earlier run's to continue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Journal {
+    #[default]
+    Off,
+    /// Record this run here (the file must not hold an earlier run).
+    New(PathBuf),
+    /// Continue the run recorded here; `redo_interrupted` also runs again a stage that was
+    /// interrupted midway, or a restore stream that failed partway.
+    Resume {
+        path: PathBuf,
+        redo_interrupted: bool,
+    },
 }
 
 /// A checked backup and a resolved plan, ready to show or run.
@@ -116,7 +153,7 @@ impl PreparedRestore {
             "\nbefore the first stage: the parts, the metadata, the secret and the last block's padding are checked; \
              no destructive stage comes before the stream, so the backup is read once, as it is restored\n"
                 .to_string()
-        } else if opts.verify_first {
+        } else if opts.checks.verify_first {
             format!(
                 "\nbefore the first stage: the whole backup is read and checked (decryption, gzip CRC and size{}) \
                  because destructive stages come before the stream ({}); --no-verify-first skips this read\n",
@@ -223,7 +260,7 @@ fn prepare_with_head(
 ) -> Result<PreparedRestore> {
     let dump_kind = dump::sniff(&head);
     let origin = dump::origin(&head);
-    let format = opts.format.unwrap_or(format_of(dump_kind));
+    let format = opts.load.format.unwrap_or(format_of(dump_kind));
     let mut builtins = BTreeMap::new();
     builtins.insert("backup_id".to_string(), backup.backup.id.clone());
     if let Some((inst, _)) = crate::catalog::split_backup_id(&backup.backup.id) {
@@ -239,11 +276,11 @@ fn prepare_with_head(
             _ => None,
         })
         .expect("a plan has one restore stage");
-    let on_error_stop = opts.on_error_stop || restore_stage.1 == Some(true);
+    let on_error_stop = opts.load.on_error_stop || restore_stage.1 == Some(true);
     let mut backup = backup;
     if format == DumpFormat::Sql {
-        let mut ignored: Vec<String> = opts.pg_restore_args.clone();
-        if let Some(j) = opts.jobs {
+        let mut ignored: Vec<String> = opts.load.pg_restore_args.clone();
+        if let Some(j) = opts.load.jobs {
             ignored.push(format!("--jobs {j}"));
         }
         if !ignored.is_empty() {
@@ -258,7 +295,7 @@ fn prepare_with_head(
         Some(o) => format!("{}, {o}", dump_kind.describe()),
         None => dump_kind.describe().to_string(),
     };
-    let program = opts.tools.find(match format {
+    let program = opts.load.tools.find(match format {
         DumpFormat::Sql => "psql",
         DumpFormat::Custom => "pg_restore",
     })?;
@@ -286,7 +323,7 @@ fn prepare_with_head(
         }
         DumpFormat::Custom => {
             let mut args = restore_stage.0.clone();
-            for a in &opts.pg_restore_args {
+            for a in &opts.load.pg_restore_args {
                 if !args.contains(a) {
                     args.push(a.clone());
                 }
@@ -304,10 +341,11 @@ fn prepare_with_head(
                 "stream backup {} ({what}) into: pg_restore {}{} {}",
                 backup.backup.id,
                 args.join(" "),
-                opts.jobs
+                opts.load
+                    .jobs
                     .map(|j| format!(
                         " --jobs={j} (spooled to a 0600 file in {} first)",
-                        opts.spool_dir.display()
+                        opts.load.spool_dir.display()
                     ))
                     .unwrap_or_default(),
                 conn_arg(&conn)
@@ -317,8 +355,8 @@ fn prepare_with_head(
                     program,
                     conn,
                     args,
-                    jobs: opts.jobs,
-                    spool_dir: opts.spool_dir.clone(),
+                    jobs: opts.load.jobs,
+                    spool_dir: opts.load.spool_dir.clone(),
                 },
                 line,
             )
@@ -379,19 +417,27 @@ async fn run_plan(
     let backup_id = backup.backup.id.clone();
     let target_identity = opts.target.identity();
     let mut journal = match &opts.journal {
-        Some(p) => Some(Journal::open(
-            p,
+        Journal::Off => None,
+        Journal::New(path) => Some(JournalFile::open(
+            path,
             &plan.fingerprint(&backup_id, &target_identity),
             &target_identity,
-            opts.resume,
+            false,
         )?),
-        None if opts.resume => {
-            return Err(Error::Config(
-                "--resume needs --journal PATH of the earlier run".into(),
-            ))
-        }
-        None => None,
+        Journal::Resume { path, .. } => Some(JournalFile::open(
+            path,
+            &plan.fingerprint(&backup_id, &target_identity),
+            &target_identity,
+            true,
+        )?),
     };
+    let redo_interrupted = matches!(
+        opts.journal,
+        Journal::Resume {
+            redo_interrupted: true,
+            ..
+        }
+    );
 
     let pending: Vec<String> = plan
         .stages
@@ -409,7 +455,7 @@ async fn run_plan(
     // stream gets the same guarantee by reading the backup once before the first such stage
     // (after the cheap checks of the stages before it, such as preflight).
     let mut read_whole_first = destructive_before_stream(&plan, journal.as_ref());
-    if !opts.verify_first {
+    if !opts.checks.verify_first {
         read_whole_first.clear();
     }
     if !pending.is_empty() && !opts.yes {
@@ -421,7 +467,7 @@ async fn run_plan(
         }
     }
 
-    let psql = crate::pg::Psql::new(opts.target.clone(), &opts.tools)?;
+    let psql = crate::pg::Psql::new(opts.target.clone(), &opts.load.tools)?;
     let truncated: Vec<(String, String)> = plan
         .stages
         .iter()
@@ -453,7 +499,7 @@ async fn run_plan(
                 .push(outcome(stage, StageStatus::Skipped, why.clone(), t0));
             continue;
         }
-        if matches!(stage.action, Action::Verify(_)) && !opts.verify {
+        if matches!(stage.action, Action::Verify(_)) && !opts.checks.verify {
             notify(&format!("{label}: skipped (--no-verify)"));
             report.stages.push(outcome(
                 stage,
@@ -484,7 +530,7 @@ async fn run_plan(
                     ));
                     continue;
                 }
-                StageState::Interrupted(at) if !opts.redo_interrupted => {
+                StageState::Interrupted(at) if !redo_interrupted => {
                     return Err(Error::Journal {
                         path: j.path.clone(),
                         reason: format!(
@@ -496,7 +542,7 @@ async fn run_plan(
                     });
                 }
                 StageState::Failed(at, err)
-                    if matches!(stage.action, Action::Restore(_)) && !opts.redo_interrupted =>
+                    if matches!(stage.action, Action::Restore(_)) && !redo_interrupted =>
                 {
                     return Err(Error::Journal {
                         path: j.path.clone(),
@@ -544,7 +590,7 @@ async fn run_plan(
                 target: &opts.target,
                 backup_id: &backup_id,
                 origin: &report.origin,
-                allow_older_target: opts.allow_older_target,
+                allow_older_target: opts.load.allow_older_target,
                 progress: opts.progress,
                 shutdown: &opts.shutdown,
                 backup: &mut backup,
@@ -618,7 +664,7 @@ async fn read_whole(
     backup: &Option<Arc<pipeline::PreparedBackup>>,
     format: DumpFormat,
     plan: &ResolvedPlan,
-    journal: Option<&Journal>,
+    journal: Option<&JournalFile>,
     before: &[String],
     opts: &RestoreOptions,
     notify: &(dyn Fn(&str) + Sync),
@@ -661,7 +707,7 @@ async fn read_whole(
 
 /// The destructive stages that will run before the stream (not skipped, not finished in the
 /// journal), as `N name`; none when the stream itself is already done.
-fn destructive_before_stream(plan: &ResolvedPlan, journal: Option<&Journal>) -> Vec<String> {
+fn destructive_before_stream(plan: &ResolvedPlan, journal: Option<&JournalFile>) -> Vec<String> {
     let finished = |n: usize| journal.is_some_and(|j| j.finished(n));
     let Some(restore) = plan
         .stages
@@ -683,7 +729,7 @@ fn destructive_before_stream(plan: &ResolvedPlan, journal: Option<&Journal>) -> 
 /// Every rename-database stage still to run must rename a database the dump restores.
 fn check_renames(
     plan: &ResolvedPlan,
-    journal: Option<&Journal>,
+    journal: Option<&JournalFile>,
     dbs: Option<&[String]>,
 ) -> Result<()> {
     let Some(dbs) = dbs else { return Ok(()) };

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 #[cfg(feature = "azure")]
 pub mod azure;
 pub mod local;
+pub mod memory;
 #[cfg(feature = "s3")]
 pub mod s3;
 mod throttle;
@@ -92,8 +93,11 @@ pub trait Upload: Send + Debug {
     fn finish(self: Box<Self>) -> BoxFuture<'static, Result<()>>;
 }
 
+/// How long a cloud request may receive nothing before it is given up (and retried).
+pub const DEFAULT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Options for cloud backends (ignored by local directories).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CloudOptions {
     /// S3 region (default: from the AWS config chain, else us-east-1).
     pub region: Option<String>,
@@ -105,6 +109,18 @@ pub struct CloudOptions {
     pub account: Option<String>,
     /// Give up on a request that sends nothing for this long (then it is retried).
     pub read_timeout: Option<std::time::Duration>,
+}
+
+impl Default for CloudOptions {
+    fn default() -> Self {
+        CloudOptions {
+            region: None,
+            endpoint: None,
+            profile: None,
+            account: None,
+            read_timeout: Some(DEFAULT_READ_TIMEOUT),
+        }
+    }
 }
 
 /// The kind of storage behind a location.

@@ -12,4 +12,5 @@ mod pack_verify;
 mod props;
 mod restore;
 mod safety;
+mod sources;
 mod versions;

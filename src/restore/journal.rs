@@ -79,14 +79,14 @@ pub(crate) enum StageState {
 }
 
 /// An append-only JSON-lines record of stage starts and ends (mode 0600, fsynced per line).
-pub(crate) struct Journal {
+pub(crate) struct JournalFile {
     pub path: PathBuf,
     file: File,
     entries: Vec<Entry>,
 }
 
-impl Journal {
-    pub fn open(path: &Path, fingerprint: &str, target: &str, resume: bool) -> Result<Journal> {
+impl JournalFile {
+    pub fn open(path: &Path, fingerprint: &str, target: &str, resume: bool) -> Result<JournalFile> {
         let jerr = |reason: String| Error::Journal {
             path: path.to_path_buf(),
             reason,
@@ -158,7 +158,7 @@ impl Journal {
                 .map_err(|e| jerr(e.to_string()))?;
             entries.push(e);
         }
-        Ok(Journal {
+        Ok(JournalFile {
             path: path.to_path_buf(),
             file,
             entries,
