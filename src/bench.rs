@@ -294,7 +294,11 @@ fn reference_command(dir: &Path, backup: &pipeline::PreparedBackup) -> String {
     }
 }
 
-async fn run_reference(cmd: &str, secret: &crate::Secret) -> Result<(f64, Option<f64>)> {
+async fn run_reference(
+    cmd: &str,
+    secret: &crate::Secret,
+    shutdown: &Shutdown,
+) -> Result<(f64, Option<f64>)> {
     use std::os::unix::ffi::OsStrExt;
     let time = Path::new("/usr/bin/time");
     let rss_file = std::env::temp_dir().join(format!("a9s-bench-rss-{}", std::process::id()));
@@ -314,7 +318,7 @@ async fn run_reference(cmd: &str, secret: &crate::Secret) -> Result<(f64, Option
         std::ffi::OsStr::from_bytes(secret.expose()),
     );
     let t = Instant::now();
-    let (st, _, stderr) = crate::child::output(c, None).await?;
+    let (st, _, stderr) = crate::child::output(c, None, shutdown.children()).await?;
     let secs = t.elapsed().as_secs_f64();
     if !st.success() {
         return Err(Error::Child {
@@ -365,7 +369,7 @@ pub async fn run(
     for i in 0..opts.runs.max(1) {
         if let Some(cmd) = &reference_cmd {
             notify(&format!("run {}/{}: reference pipeline", i + 1, opts.runs));
-            let (s, rss) = run_reference(cmd, secret).await?;
+            let (s, rss) = run_reference(cmd, secret, &shutdown).await?;
             ref_secs.push(s);
             ref_rss = max_opt(ref_rss, rss);
         }

@@ -15,47 +15,61 @@
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 
-/// Process groups of children that are running now.
-static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// The process groups of the children running now, so that Ctrl-C and SIGTERM reach them.
+/// Owned by [`crate::Shutdown`] (every clone shares it), not a static: a run's children are
+/// that run's.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Children {
+    live: Arc<Mutex<Vec<u32>>>,
+}
+
+impl Children {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u32>> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a running child's group, so that [`Children::stop_all`] reaches it.
+    pub(crate) fn register(&self, pid: u32) {
+        self.lock().push(pid);
+    }
+
+    /// Forgets a child that exited or was stopped.
+    pub(crate) fn unregister(&self, pid: u32) {
+        self.lock().retain(|&p| p != pid);
+    }
+
+    /// Sends SIGKILL to the process group led by `pid` (a child started with [`own_group`]).
+    /// A group that is already gone is not an error.
+    pub(crate) fn kill_group(&self, pid: u32) {
+        self.unregister(pid);
+        kill_group(pid);
+    }
+
+    /// Stops every registered child group: on Ctrl-C or SIGTERM, a sink child that is busy (a
+    /// psql running a long statement, its input pipe full) must not outlive us, and its group
+    /// no longer receives the terminal's signals.
+    pub(crate) fn stop_all(&self) {
+        let live = std::mem::take(&mut *self.lock());
+        for pid in live {
+            kill_group(pid);
+        }
+    }
+}
 
 /// Makes `cmd` start in a new process group whose id is the child's pid.
 pub(crate) fn own_group(cmd: &mut Command) -> &mut Command {
     cmd.process_group(0)
 }
 
-/// Records a running child's group, so that [`stop_all`] reaches it.
-pub(crate) fn register(pid: u32) {
-    LIVE.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
-}
-
-/// Forgets a child that exited or was stopped.
-pub(crate) fn unregister(pid: u32) {
-    LIVE.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|&p| p != pid);
-}
-
-/// Sends SIGKILL to the process group led by `pid` (a child started with [`own_group`]).
-/// A group that is already gone is not an error.
-pub(crate) fn kill_group(pid: u32) {
-    unregister(pid);
+/// Sends SIGKILL to the process group led by `pid`.
+fn kill_group(pid: u32) {
     let Ok(raw) = i32::try_from(pid) else { return };
     if let Some(pid) = rustix::process::Pid::from_raw(raw) {
         let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-    }
-}
-
-/// Stops every registered child group: on Ctrl-C or SIGTERM, a sink child that is busy (a psql
-/// running a long statement, its input pipe full) must not outlive us, and its group no
-/// longer receives the terminal's signals.
-pub(crate) fn stop_all() {
-    let live = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|e| e.into_inner()));
-    for pid in live {
-        kill_group(pid);
     }
 }
 
@@ -68,13 +82,16 @@ pub(crate) fn run_blocking(mut cmd: Command) -> std::io::Result<std::process::Ou
 /// Starts `cmd` in a process group of its own with its stdin and stderr piped (stdout to
 /// /dev/null), registered so that Ctrl-C and SIGTERM stop it with everything it started: the
 /// restoring psql or pg_restore, which the sink feeds from a blocking thread.
-pub(crate) fn spawn_piped(mut cmd: Command) -> std::io::Result<std::process::Child> {
+pub(crate) fn spawn_piped(
+    mut cmd: Command,
+    children: &Children,
+) -> std::io::Result<std::process::Child> {
     let child = own_group(&mut cmd)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
-    register(child.id());
+    children.register(child.id());
     Ok(child)
 }
 
@@ -85,15 +102,16 @@ pub(crate) fn spawn_piped(mut cmd: Command) -> std::io::Result<std::process::Chi
 pub(crate) async fn output(
     mut cmd: std::process::Command,
     stdin: Option<Vec<u8>>,
+    children: &Children,
 ) -> Result<(std::process::ExitStatus, String, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     /// Stops the child's whole process group if the stage is abandoned (an error elsewhere,
     /// Ctrl-C, SIGTERM) before the child exits.
-    struct Abandon(Option<u32>);
+    struct Abandon(Option<u32>, Children);
     impl Drop for Abandon {
         fn drop(&mut self) {
             if let Some(pid) = self.0 {
-                kill_group(pid);
+                self.1.kill_group(pid);
             }
         }
     }
@@ -114,9 +132,9 @@ pub(crate) async fn output(
         status: e.to_string(),
         stderr: String::new(),
     })?;
-    let mut abandon = Abandon(child.id());
+    let mut abandon = Abandon(child.id(), children.clone());
     if let Some(pid) = abandon.0 {
-        register(pid);
+        children.register(pid);
     }
     if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
         tokio::spawn(async move {
@@ -141,7 +159,7 @@ pub(crate) async fn output(
         stderr: String::new(),
     })?;
     if let Some(pid) = abandon.0.take() {
-        unregister(pid);
+        children.unregister(pid);
     }
     // Something the command left running in the background may hold its output open; what it
     // said before it exited is enough.

@@ -9,17 +9,35 @@
 //! ```
 //! `══▶` are bounded pipes of `Bytes`, so memory does not grow with the backup.
 //!
-//! Modules:
-//! - [`source`]: the [`source::Source`] trait and its backends (local directory; wrappers).
-//! - [`catalog`]: backup ids, part names, ordering, gaps, `<backup-id>.json` metadata.
+//! Modules, below the CLI (`main.rs`, `cli.rs`, `cli/config.rs` turning flags into the
+//! options here, `cli/render.rs` turning reports into text):
+//! - [`source`]: the [`source::Source`] trait and its backends (`local`, `s3`, `azure`,
+//!   `memory`) and wrappers (`Throttled`).
+//! - [`catalog`]: backup ids, part names, ordering, gaps, completeness, `<backup-id>.json`.
 //! - [`fetch`]: concurrent ranged reads reassembled in order, with retries.
 //! - [`crypto`]: the `Salted__` format, EVP_BytesToKey / PBKDF2, streaming AES-256-CBC.
-//! - [`inflate`]: streaming multi-member gunzip with CRC32/ISIZE checks.
-//! - [`dump`]: dump kind sniffing and COPY row counting.
-//! - [`sink`]: where the dump goes; atomic files.
-//! - [`pipeline`]: `prepare` then `run`: the one pipeline every command drives.
+//! - [`inflate`]: streaming multi-member gunzip with CRC32/ISIZE checks (ISA-L, zlib-rs).
+//! - [`dump`]: what the dump is (kind, origin versions) and COPY row counting.
+//! - [`sink`]: where the dump goes: stdout, atomic files, FIFOs, psql, pg_restore.
+//! - [`pipeline`]: `prepare` (a checked [`pipeline::PreparedBackup`]) then `run`: the one
+//!   pipeline every command drives.
+//! - [`plan`]: plan files, presets, variables; a [`plan::ResolvedPlan`] of stages.
+//! - [`stage`]: one file per stage kind: its spec, SQL or command, dry-run text, execution.
+//! - [`restore`]: running a plan: confirmation, the whole read before destructive stages,
+//!   the journal (`restore/journal.rs`), the report.
+//! - [`pg`]: libpq connection strings, psql queries, tool lookup; `pg::compat` (which
+//!   programs can restore which dump into which server), `pg::cluster` (throwaway clusters
+//!   for `drill` and the tests).
 //! - [`pack`]: the reverse pipeline, for fixtures, drills and benchmarks.
+//! - [`bench`]: the benchmark against the manual's shell pipeline.
+//! - `child` (private): the one place that starts processes, each in a group of its own.
+//! - `pipe` (private): bounded pipes of `Bytes` between the stages.
+//! - [`progress`], [`shutdown`], [`secret`], [`time`]: the progress bar, Ctrl-C and SIGTERM,
+//!   zeroed secrets, timestamps and unique names.
 //! - [`error`]: the error type and the error policy.
+//!
+//! No module imports one that imports it back: `time` and `error` import nothing of ours
+//! that imports them, `stage` does not import `restore`, `catalog` does not import `pack`.
 
 pub mod bench;
 pub mod catalog;

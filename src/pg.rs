@@ -377,14 +377,17 @@ pub fn newest_server_bin() -> Option<PathBuf> {
 pub struct Psql {
     pub conn: ConnInfo,
     pub program: PathBuf,
+    /// Where its children are registered, so that Ctrl-C and SIGTERM stop them.
+    children: crate::child::Children,
 }
 
 impl Psql {
     /// Finds psql.
-    pub fn new(conn: ConnInfo, tools: &PgTools) -> Result<Self> {
+    pub fn new(conn: ConnInfo, tools: &PgTools, shutdown: &crate::Shutdown) -> Result<Self> {
         Ok(Psql {
             conn,
             program: tools.find("psql")?,
+            children: shutdown.children().clone(),
         })
     }
 
@@ -400,7 +403,7 @@ impl Psql {
         std_cmd.args(["-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1"]);
         conn.apply(&mut std_cmd);
         let (status, stdout, stderr) =
-            crate::child::output(std_cmd, Some(sql.as_bytes().to_vec())).await?;
+            crate::child::output(std_cmd, Some(sql.as_bytes().to_vec()), &self.children).await?;
         if !status.success() {
             return Err(Error::Child {
                 program: "psql".into(),

@@ -833,7 +833,7 @@ async fn run_once(
     engine: inflate::Engine,
 ) -> Result<Report> {
     let started = Instant::now();
-    let sink = output.open()?;
+    let sink = output.open(opts.shutdown.children())?;
     let progress = Progress::bytes(plan.total_size(), opts.progress);
 
     let (fetch_tx, fetch_rx) = pipe::<Chunk>(PIPE_DEPTH);

@@ -467,7 +467,7 @@ async fn run_plan(
         }
     }
 
-    let psql = crate::pg::Psql::new(opts.target.clone(), &opts.load.tools)?;
+    let psql = crate::pg::Psql::new(opts.target.clone(), &opts.load.tools, &opts.shutdown)?;
     let truncated: Vec<(String, String)> = plan
         .stages
         .iter()

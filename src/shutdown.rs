@@ -11,6 +11,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Shutdown {
     token: CancellationToken,
     reason: Arc<OnceLock<&'static str>>,
+    /// The children running now, stopped when this fires.
+    children: crate::child::Children,
 }
 
 impl Shutdown {
@@ -25,7 +27,12 @@ impl Shutdown {
     pub fn trigger(&self, reason: &'static str) {
         let _ = self.reason.set(reason);
         self.token.cancel();
-        crate::child::stop_all();
+        self.children.stop_all();
+    }
+
+    /// The registry of running children that [`Shutdown::trigger`] stops.
+    pub(crate) fn children(&self) -> &crate::child::Children {
+        &self.children
     }
 
     /// The reason, once fired.

@@ -175,7 +175,7 @@ impl Output {
     }
 
     /// Opens the sink.
-    pub(crate) fn open(&self) -> Result<Sink> {
+    pub(crate) fn open(&self, children: &crate::child::Children) -> Result<Sink> {
         match self {
             Output::Stdout => {
                 // Write straight to fd 1: std's stdout is line-buffered.
@@ -224,8 +224,13 @@ impl Output {
                     cmd.args(["-v", "ON_ERROR_STOP=1"]);
                 }
                 conn.apply(&mut cmd);
-                ChildSink::spawn(cmd, "psql", format!("restoring into {}", conn.describe()))
-                    .map(Sink::Child)
+                ChildSink::spawn(
+                    cmd,
+                    "psql",
+                    format!("restoring into {}", conn.describe()),
+                    children,
+                )
+                .map(Sink::Child)
             }
             Output::PgRestore {
                 program,
@@ -241,6 +246,7 @@ impl Output {
                     cmd,
                     "pg_restore",
                     format!("restoring into {}", conn.describe()),
+                    children,
                 )
                 .map(Sink::Child)
             }
@@ -267,6 +273,7 @@ impl Output {
                     file: Some(file),
                     path,
                     output: self.clone(),
+                    children: children.clone(),
                 }))
             }
         }
@@ -290,6 +297,7 @@ pub(crate) struct ChildSink {
     stderr: Option<JoinHandle<ChildSummary>>,
     program: &'static str,
     doing: String,
+    children: crate::child::Children,
 }
 
 fn drain_stderr(r: impl io::Read + Send + 'static) -> JoinHandle<ChildSummary> {
@@ -318,10 +326,17 @@ fn drain_stderr(r: impl io::Read + Send + 'static) -> JoinHandle<ChildSummary> {
 }
 
 impl ChildSink {
-    fn spawn(cmd: Command, program: &'static str, doing: String) -> Result<Self> {
-        let mut child = crate::child::spawn_piped(cmd).map_err(|e| start_err(program, e))?;
+    fn spawn(
+        cmd: Command,
+        program: &'static str,
+        doing: String,
+        children: &crate::child::Children,
+    ) -> Result<Self> {
+        let mut child =
+            crate::child::spawn_piped(cmd, children).map_err(|e| start_err(program, e))?;
         let stderr = child.stderr.take().map(drain_stderr);
         Ok(ChildSink {
+            children: children.clone(),
             stdin: child.stdin.take(),
             child,
             stderr,
@@ -347,7 +362,7 @@ impl ChildSink {
     fn finish(&mut self) -> Result<ChildSummary> {
         drop(self.stdin.take());
         let status = self.child.wait().map_err(|e| start_err(self.program, e));
-        crate::child::unregister(self.child.id());
+        self.children.unregister(self.child.id());
         let status = status?;
         let summary = self
             .stderr
@@ -372,7 +387,7 @@ impl Drop for ChildSink {
         // Not finished: the stream failed or was interrupted. Stop the child and whatever it
         // started (pg_restore --jobs forks its workers).
         if self.stderr.is_some() {
-            crate::child::kill_group(self.child.id());
+            self.children.kill_group(self.child.id());
             let _ = self.child.wait();
         }
     }
@@ -384,6 +399,7 @@ pub(crate) struct Spool {
     file: Option<File>,
     path: PathBuf,
     output: Output,
+    children: crate::child::Children,
 }
 
 impl Spool {
@@ -407,6 +423,7 @@ impl Spool {
             cmd,
             "pg_restore",
             format!("restoring into {} with {jobs} jobs", conn.describe()),
+            &self.children,
         )?;
         drop(sink.stdin.take());
         sink.finish()

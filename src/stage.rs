@@ -2,7 +2,7 @@
 //!
 //! Each kind owns its plan-file spec (the TOML keys it accepts), its resolution (variables
 //! substituted; whether it is destructive), its dry-run text (the exact SQL or command) and its
-//! execution. Adding a kind is one new file and one line in [`kinds!`]. Does not own: the plan
+//! execution. Adding a kind is one new file and one line in `kinds!`. Does not own: the plan
 //! file, presets and variables (`plan`), nor the order of stages, the journal, the
 //! confirmation and the whole read before destructive stages (`restore`).
 

@@ -238,6 +238,9 @@ fn fault_matrix() {
         if e.contains(SECRET) {
             failures.push(format!("{}: the secret is in the message", row.fault));
         }
+        if !out.stdout.is_empty() {
+            failures.push(format!("{}: wrote to stdout", row.fault));
+        }
 
         // The same fault under a restore: no destructive stage may start.
         if row.restore {

@@ -75,7 +75,8 @@ impl Kind for Command {
             .env("A9S_TARGET_DB", ctx.target.database())
             // The backup secret is for us, not for stage commands.
             .env_remove("A9S_SECRET");
-        let (status, stdout, stderr) = crate::child::output(cmd, None).await?;
+        let (status, stdout, stderr) =
+            crate::child::output(cmd, None, ctx.shutdown.children()).await?;
         let said = format!(
             "{}{}",
             stdout.trim(),

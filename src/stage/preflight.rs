@@ -50,7 +50,7 @@ impl Kind for Preflight {
             ctx.target_version_is(v)?;
         }
         if let Some(b) = ctx.backup.as_ref() {
-            if let Some(warning) = free_space_warning(&get(4), b).await {
+            if let Some(warning) = free_space_warning(&get(4), b, ctx.shutdown).await {
                 (ctx.notify)(&warning);
             }
         }
@@ -64,13 +64,19 @@ impl Kind for Preflight {
 }
 
 /// Warns when the data directory's free space looks short for the dump (and its WAL).
-async fn free_space_warning(data_dir: &str, backup: &PreparedBackup) -> Option<String> {
+async fn free_space_warning(
+    data_dir: &str,
+    backup: &PreparedBackup,
+    shutdown: &crate::Shutdown,
+) -> Option<String> {
     if data_dir.is_empty() || !Path::new(data_dir).exists() {
         return None;
     }
     let mut df = std::process::Command::new("df");
     df.args(["-Pk", data_dir]);
-    let (_, text, _) = crate::child::output(df, None).await.ok()?;
+    let (_, text, _) = crate::child::output(df, None, shutdown.children())
+        .await
+        .ok()?;
     let avail_kib: u64 = text
         .lines()
         .nth(1)?
