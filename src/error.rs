@@ -30,6 +30,50 @@ impl std::fmt::Display for PartOffset {
 }
 
 /// Everything that can go wrong in a recovery, a pack or a verify.
+/// Why these programs cannot restore this dump into this server; found before anything runs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Incompatibility {
+    #[error(
+        "the dump is a custom-format archive of version {archive}{made}, and pg_restore {pg_restore} ({}) reads archives up to {newest}. \
+         Install PostgreSQL {major}'s client programs (postgresql-client-{major}) and pass --pg-bin /usr/lib/postgresql/{major}/bin. \
+         Nothing was changed.",
+        .program.display()
+    )]
+    ArchiveTooNew {
+        archive: crate::dump::ArchiveVersion,
+        /// ` made by pg_dump …`, or empty.
+        made: String,
+        pg_restore: crate::dump::PgVersion,
+        program: PathBuf,
+        newest: crate::dump::ArchiveVersion,
+        /// The major version whose client programs read it.
+        major: String,
+    },
+    #[error(
+        "the dump{made} uses psql's \\restrict (pg_dump releases from August 2025 on), which psql {psql} ({}) does not know: it would stop at the first line. \
+         Install a newer psql (13.22, 14.19, 15.14, 16.10, 17.6 or later in its major version) or pass --pg-bin DIR. \
+         Nothing was changed.",
+        .program.display()
+    )]
+    RestrictUnknown {
+        made: String,
+        psql: crate::dump::PgVersion,
+        program: PathBuf,
+    },
+    #[error(
+        "the dump was made by {made}, and the target runs PostgreSQL {target}: PostgreSQL does not support \
+         restoring into an older major version, and it fails partway (settings and syntax the older server \
+         does not know). Restore into PostgreSQL {needed} or later, or pass --allow-older-target to try anyway. \
+         The restore did not start."
+    )]
+    TargetTooOld {
+        made: String,
+        target: crate::dump::PgVersion,
+        /// The oldest major version that takes the dump.
+        needed: String,
+    },
+}
+
 /// Whether a failed request may succeed when tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
@@ -230,7 +274,7 @@ pub enum Error {
 
     /// The dump cannot be restored with these programs or into this server; nothing was changed.
     #[error("{0}")]
-    Incompatible(String),
+    Incompatible(Incompatibility),
 
     /// A child process (psql, pg_restore, a command stage) failed. Its stderr is quoted.
     #[error("{program} failed while {doing} ({status}){}", quote_stderr(.stderr))]

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::dump::DumpFormat;
 use crate::dump::{ArchiveVersion, Origin, PgVersion};
-use crate::error::{Error, Result};
+use crate::error::{Error, Incompatibility, Result};
 
 /// Refuses, before anything runs, a dump that the local psql or pg_restore cannot read.
 pub(crate) fn check_tool(
@@ -36,23 +36,24 @@ pub(crate) fn check_tool(
                 .pg_dump
                 .map(|v| v.major_name())
                 .unwrap_or_else(|| "a newer".into());
-            Err(Error::Incompatible(format!(
-                "the dump is a custom-format archive of version {archive}{made}, and pg_restore {version} ({}) reads archives up to {newest}. \
-                 Install PostgreSQL {major}'s client programs (postgresql-client-{major}) and pass --pg-bin /usr/lib/postgresql/{major}/bin. \
-                 Nothing was changed.",
-                program.display()
-            )))
+            Err(Error::Incompatible(Incompatibility::ArchiveTooNew {
+                archive,
+                made,
+                pg_restore: version,
+                program: program.to_path_buf(),
+                newest,
+                major,
+            }))
         }
         DumpFormat::Sql => {
             if !origin.restrict || crate::pg::psql_knows_restrict(version) {
                 return Ok(());
             }
-            Err(Error::Incompatible(format!(
-                "the dump{made} uses psql's \\restrict (pg_dump releases from August 2025 on), which psql {version} ({}) does not know: it would stop at the first line. \
-                 Install a newer psql (13.22, 14.19, 15.14, 16.10, 17.6 or later in its major version) or pass --pg-bin DIR. \
-                 Nothing was changed.",
-                program.display()
-            )))
+            Err(Error::Incompatible(Incompatibility::RestrictUnknown {
+                made,
+                psql: version,
+                program: program.to_path_buf(),
+            }))
         }
     }
 }
@@ -78,13 +79,11 @@ pub(crate) fn check_target_version(
             target.major_name()
         )));
     }
-    Err(Error::Incompatible(format!(
-        "the dump was made by {made}, and the target runs PostgreSQL {target}: PostgreSQL does not support \
-         restoring into an older major version, and it fails partway (settings and syntax the older server \
-         does not know). Restore into PostgreSQL {} or later, or pass --allow-older-target to try anyway. \
-         The restore did not start.",
-        needed.major_name()
-    )))
+    Err(Error::Incompatible(Incompatibility::TargetTooOld {
+        made,
+        target,
+        needed: needed.major_name(),
+    }))
 }
 
 #[cfg(test)]
