@@ -93,21 +93,39 @@ pub struct Cli {
 pub enum Command {
     /// Run the whole pipeline into a counting sink and report: parts, sizes, key derivation,
     /// sha256 (checked against the metadata), dump kind and rows per table.
+    #[command(
+        after_help = "Examples:\n  A9S_SECRET=... a9s-recover verify -b s3://my-bucket --backup-id ID\n  a9s-recover verify -b /var/backups --backup-id latest --instance-id INST --secret-file s --json"
+    )]
     Verify(VerifyArgs),
     /// Write a backup from a dump on stdin: gzip, openssl enc (AES-256-CBC), parts, metadata.
+    #[command(
+        after_help = "Examples:\n  pg_dumpall | a9s-recover pack -b /var/backups --instance-id my-instance --secret-file s\n  pg_dump -Fc shop | a9s-recover pack -b s3://my-bucket --backup-id shop-1732183200000"
+    )]
     Pack(PackArgs),
     /// List the backups at a location, newest first: id, time (UTC), parts, size, and
     /// whether each is complete.
+    #[command(
+        after_help = "Examples:\n  a9s-recover list -b s3://my-bucket --instance-id b6f4c071-ef44-4af2-9608-531b4ce4823f\n  A9S_SECRET=... a9s-recover list -b /var/backups --json   # also checks each backup's end"
+    )]
     List(ListArgs),
     /// Restore into PostgreSQL as a plan: preflight, the stages before, the stream into psql
     /// or pg_restore, the stages after, and a row-count verification. See --dry-run.
+    #[command(
+        after_help = "Examples:\n  # See every stage and its exact SQL first, then run it:\n  a9s-recover restore -b s3://my-bucket --backup-id ID --target dbname=postgres \\\n      --preset a9s-single --var old_db=d_old --var new_db=d_new --dry-run\n  a9s-recover restore ... --journal /root/restore.jsonl --yes"
+    )]
     Restore(Box<RestoreArgs>),
     /// The monthly test restore: a throwaway cluster (initdb in a temporary directory),
     /// restore, verify, report, remove.
+    #[command(
+        after_help = "Examples:\n  A9S_SECRET=... a9s-recover drill -b s3://my-bucket --backup-id latest --instance-id INST\n  a9s-recover drill -b /var/backups --backup-id ID --secret-file s --keep   # look around afterwards"
+    )]
     Drill(Box<DrillArgs>),
     /// How fast is a recovery here? Packs a synthetic pg_dumpall-shaped backup of --size (or
     /// takes a given one), runs the manual's shell pipeline and ours alternately, and prints
     /// medians, the speedup, each stage's throughput and peak memory.
+    #[command(
+        after_help = "Examples:\n  a9s-recover bench --size 1GiB --runs 3\n  A9S_SECRET=... a9s-recover bench -b /var/backups --backup-id ID --json"
+    )]
     Bench(BenchArgs),
 }
 
@@ -182,6 +200,34 @@ pub struct KdfArgs {
     /// PBKDF2 iterations (`openssl enc -iter`; implies --pbkdf2).
     #[arg(long, value_name = "N")]
     pub iter: Option<u32>,
+}
+
+/// How `pack` derives the key it encrypts with.
+#[derive(Debug, Args)]
+pub struct PackKdfArgs {
+    /// Digest of the key derivation to encrypt with (`openssl enc -md`): `auto` is md5, as
+    /// a9s writes its backups; sha256 is OpenSSL >= 1.1's default.
+    #[arg(long, value_enum, default_value = "auto", value_name = "DIGEST")]
+    pub md: MdArg,
+
+    /// Encrypt as `openssl enc -pbkdf2` (decrypt with `-pbkdf2` too).
+    #[arg(long)]
+    pub pbkdf2: bool,
+
+    /// PBKDF2 iterations (`openssl enc -iter`; implies --pbkdf2).
+    #[arg(long, value_name = "N")]
+    pub iter: Option<u32>,
+}
+
+impl PackKdfArgs {
+    /// The same three flags, as the decrypting commands read them.
+    pub fn as_kdf_args(&self) -> KdfArgs {
+        KdfArgs {
+            md: self.md,
+            pbkdf2: self.pbkdf2,
+            iter: self.iter,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -262,17 +308,13 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("id").required(true).args(["backup_id", "instance_id"])))]
 pub struct PackArgs {
     #[command(flatten)]
     pub source: SourceArgs,
 
     /// The backup id to write, <instance-id>-<timestamp>.
-    #[arg(
-        long,
-        value_name = "ID",
-        required_unless_present = "instance_id",
-        conflicts_with = "instance_id"
-    )]
+    #[arg(long, value_name = "ID")]
     pub backup_id: Option<String>,
 
     /// Make the backup id from this instance id and the current time in milliseconds.
@@ -283,7 +325,7 @@ pub struct PackArgs {
     pub secret: SecretArgs,
 
     #[command(flatten)]
-    pub kdf: KdfArgs,
+    pub kdf: PackKdfArgs,
 
     /// Size of each part (a9s uses 1 GiB).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1GiB")]
@@ -860,9 +902,9 @@ async fn pack_cmd(args: PackArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<
     let backup_id = match (&args.backup_id, &args.instance_id) {
         (Some(id), _) => id.clone(),
         (None, Some(inst)) => pack::new_backup_id(inst),
-        (None, None) => unreachable!("clap requires one of them"),
+        (None, None) => unreachable!("clap requires --backup-id or --instance-id"),
     };
-    let kdf = match config::kdf_choice(&args.kdf) {
+    let kdf = match config::kdf_choice(&args.kdf.as_kdf_args()) {
         KdfChoice::Auto => Kdf::A9S,
         KdfChoice::Fixed(k) => k,
     };

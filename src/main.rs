@@ -10,6 +10,12 @@ use a9s_recover::{Error, Shutdown};
 mod cli;
 
 fn main() -> ExitCode {
+    // No arguments at all: the help, not an error about a missing --bucket.
+    if std::env::args_os().len() == 1 {
+        use clap::CommandFactory;
+        let _ = cli::Cli::command().print_long_help();
+        return ExitCode::SUCCESS;
+    }
     let args = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

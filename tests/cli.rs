@@ -279,3 +279,29 @@ fn pg_restore_options_on_a_plain_dump_are_said_to_be_ignored() {
 fn the_suite_wide_secret_check_reads_stdout() {
     Command::new("echo").arg(SECRET).run();
 }
+
+/// No arguments print the help; every subcommand's help has examples; pack's --md is about
+/// encrypting, and its missing-id error names both ways to give one (issue 13 §4).
+#[test]
+fn help_without_arguments_and_examples_everywhere() {
+    let out = bin().run();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage:"));
+    for sub in ["verify", "pack", "list", "restore", "drill", "bench"] {
+        let out = bin().args([sub, "--help"]).run();
+        let h = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(h.contains("Examples:\n  "), "{sub}: {h}");
+    }
+    let h = String::from_utf8_lossy(&bin().args(["pack", "--help"]).run().stdout).to_string();
+    assert!(
+        h.contains("to encrypt with") && !h.contains("decrypted block"),
+        "{h}"
+    );
+    let out = bin().args(["pack", "--bucket", "/nonexistent"]).run();
+    assert_eq!(out.status.code(), Some(2));
+    let e = stderr(&out);
+    assert!(
+        e.contains("--backup-id") && e.contains("--instance-id"),
+        "{e}"
+    );
+}
