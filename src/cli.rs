@@ -1129,15 +1129,20 @@ async fn drill_inner(
             .await
             .map_err(|e| anyhow::anyhow!("starting the drill cluster: {e}"))??;
     let opts = config::drill_options(&args.load, cluster.conninfo(), ui.progress, shutdown);
-    let plan = PlanFile::parse("drill", a9s_recover::plan::DEFAULT_PLAN)?;
-    let prepared =
-        restore::prepare_restore(source, &req, "drill", &plan, &BTreeMap::new(), &opts).await?;
-    describe_plan(&prepared.backup, ui);
-    let notify = |m: &str| ui.notice(m);
-    let report = report_out.insert(prepared.report(&opts));
-    let result = restore::run_restore(prepared, report, &opts, &notify, &|_| {
-        Confirmation::Confirmed
-    })
+    // Whatever happens from here on, the cluster is stopped (or kept) below, off the runtime.
+    let result: anyhow::Result<()> = async {
+        let plan = PlanFile::parse("drill", a9s_recover::plan::DEFAULT_PLAN)?;
+        let prepared =
+            restore::prepare_restore(source, &req, "drill", &plan, &BTreeMap::new(), &opts).await?;
+        describe_plan(&prepared.backup, ui);
+        let notify = |m: &str| ui.notice(m);
+        let report = report_out.insert(prepared.report(&opts));
+        restore::run_restore(prepared, report, &opts, &notify, &|_| {
+            Confirmation::Confirmed
+        })
+        .await?;
+        Ok(())
+    }
     .await;
     if args.keep {
         cluster.keep();
@@ -1152,6 +1157,7 @@ async fn drill_inner(
         let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;
     }
     result?;
+    let report = report_out.as_ref().expect("made before the run");
     if !args.load.json {
         restored_notice(report, ui);
         if !args.keep {

@@ -332,11 +332,12 @@ impl PgTools {
 
     /// The version a PostgreSQL program reports (`psql (PostgreSQL) 15.18 (Debian ...)`), or
     /// None when it does not say one we can read.
-    pub fn version(program: &Path) -> Option<PgVersion> {
+    pub async fn version(program: &Path) -> Option<PgVersion> {
         let mut cmd = Command::new(program);
         cmd.arg("--version").env_remove("A9S_SECRET");
-        let out = crate::child::run_blocking(cmd).ok()?;
-        let text = String::from_utf8_lossy(&out.stdout);
+        let (_, text, _) = crate::child::output(cmd, None, &crate::child::Children::default())
+            .await
+            .ok()?;
         let (_, rest) = text.split_once("(PostgreSQL) ")?;
         PgVersion::parse(rest)
     }

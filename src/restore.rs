@@ -245,12 +245,12 @@ pub async fn prepare_restore(
              prefer PGPASSWORD, ~/.pgpass or a service file"
                 .into(),
         );
-        return prepare_with_head(b, head, plan_name, plan_file, vars, opts);
+        return prepare_with_head(b, head, plan_name, plan_file, vars, opts).await;
     }
-    prepare_with_head(backup, head, plan_name, plan_file, vars, opts)
+    prepare_with_head(backup, head, plan_name, plan_file, vars, opts).await
 }
 
-fn prepare_with_head(
+async fn prepare_with_head(
     backup: pipeline::PreparedBackup,
     head: Vec<u8>,
     plan_name: &str,
@@ -299,7 +299,7 @@ fn prepare_with_head(
         DumpFormat::Sql => "psql",
         DumpFormat::Custom => "pg_restore",
     })?;
-    check_tool(&origin, format, &program, PgTools::version(&program))?;
+    check_tool(&origin, format, &program, PgTools::version(&program).await)?;
     let (output, restore_line) = match format {
         DumpFormat::Sql => {
             let line = format!(
