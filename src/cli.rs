@@ -127,6 +127,27 @@ pub enum Command {
         after_help = "Examples:\n  a9s-recover bench --size 1GiB --runs 3\n  A9S_SECRET=... a9s-recover bench -b /var/backups --backup-id ID --json"
     )]
     Bench(BenchArgs),
+    /// Print shell completions for bash, zsh or fish, e.g.
+    /// `a9s-recover completions bash > /etc/bash_completion.d/a9s-recover`.
+    #[command(
+        after_help = "Examples:\n  a9s-recover completions bash > /etc/bash_completion.d/a9s-recover\n  a9s-recover completions zsh > ~/.zfunc/_a9s-recover"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: ShellArg,
+    },
+    /// Print the man page (roff), e.g. `a9s-recover man > /usr/share/man/man1/a9s-recover.1`.
+    #[command(
+        after_help = "Examples:\n  a9s-recover man | man -l -\n  a9s-recover man > /usr/local/share/man/man1/a9s-recover.1"
+    )]
+    Man,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ShellArg {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Args)]
@@ -572,6 +593,8 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<()> {
         Some(Command::Restore(r)) => restore_cmd(*r, ui, shutdown).await,
         Some(Command::Drill(d)) => drill_cmd(*d, ui, shutdown).await,
         Some(Command::Bench(b)) => bench_cmd(b, ui, shutdown).await,
+        Some(Command::Completions { shell }) => completions(shell),
+        Some(Command::Man) => man_page(),
     }
 }
 
@@ -1210,6 +1233,25 @@ async fn bench_cmd(args: BenchArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
         return print_stdout(&serde_json::to_string_pretty(&report)?);
     }
     print_stdout(render::BenchText(&report).to_string().trim_end())
+}
+
+fn completions(shell: ShellArg) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let shell = match shell {
+        ShellArg::Bash => clap_complete::Shell::Bash,
+        ShellArg::Zsh => clap_complete::Shell::Zsh,
+        ShellArg::Fish => clap_complete::Shell::Fish,
+    };
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "a9s-recover", &mut out);
+    print_stdout(String::from_utf8_lossy(&out).trim_end())
+}
+
+fn man_page() -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    print_stdout(String::from_utf8_lossy(&out).trim_end())
 }
 
 /// Prints a line on stdout; a closed stdout is not an error worth a message.

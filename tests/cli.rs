@@ -305,3 +305,28 @@ fn help_without_arguments_and_examples_everywhere() {
         "{e}"
     );
 }
+
+/// Shell completions and the man page (issue 13 §4): generated from the same flags.
+#[test]
+fn completions_and_man_page() {
+    for (shell, needle) in [
+        ("bash", "_a9s__recover()"),
+        ("zsh", "#compdef a9s-recover"),
+        ("fish", "complete -c a9s-recover"),
+    ] {
+        let out = bin().args(["completions", shell]).run();
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(needle) && text.contains("--backup-id"),
+            "{shell}"
+        );
+    }
+    let out = bin().arg("man").run();
+    assert!(out.status.success());
+    let man = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        man.contains(".TH a9s-recover 1") && man.contains("backup\\-id"),
+        "{man}"
+    );
+}
