@@ -83,6 +83,17 @@ pub enum Retry {
     Permanent,
 }
 
+impl Retry {
+    /// `Transient` when a retry may help.
+    pub fn when(transient: bool) -> Retry {
+        if transient {
+            Retry::Transient
+        } else {
+            Retry::Permanent
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -190,11 +190,7 @@ fn store_error(
         op,
         object,
         range,
-        if transient {
-            Retry::Transient
-        } else {
-            Retry::Permanent
-        },
+        Retry::when(transient),
         format!("{e}{advice}"),
     )
 }

@@ -151,17 +151,7 @@ where
         msg.push_str(m);
     }
     msg.push_str(advice);
-    Error::storage(
-        op,
-        object,
-        range,
-        if transient {
-            Retry::Transient
-        } else {
-            Retry::Permanent
-        },
-        msg,
-    )
+    Error::storage(op, object, range, Retry::when(transient), msg)
 }
 
 /// The innermost error's message: what went wrong, without the SDK's layers of wrapping.
