@@ -1034,7 +1034,9 @@ fn parse_vars(vars: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
         .map(|v| {
             v.split_once('=')
                 .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-                .ok_or_else(|| anyhow::anyhow!("--var {v:?}: expected NAME=VALUE"))
+                .ok_or_else(|| {
+                    a9s_recover::Error::Config(format!("--var {v:?}: expected NAME=VALUE")).into()
+                })
         })
         .collect()
 }

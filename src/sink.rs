@@ -499,6 +499,12 @@ pub(crate) struct AtomicFile {
     force: bool,
 }
 
+/// Takes the exclusive lock that tells other runs this partial file is being written.
+fn lock(f: &File) -> io::Result<()> {
+    rustix::fs::flock(f, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(io::Error::from)
+}
+
 /// The temporary name of an output file while it is written.
 pub fn partial_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
@@ -513,10 +519,22 @@ impl AtomicFile {
             what: partial.display().to_string(),
             source: e,
         };
-        // A leftover of ours (checked by preflight: a regular file of this user) goes; then
-        // a new file that cannot be anything planted there: O_EXCL never follows a link,
-        // and the mode is 0600 whatever the leftover's was.
+        // A leftover of ours (checked by preflight: a regular file of this user) goes, unless
+        // another run holds its lock: that run is writing it now. Then a new file that cannot
+        // be anything planted there: O_EXCL never follows a link, and the mode is 0600
+        // whatever the leftover's was. Our lock on it lasts until it is renamed or removed.
         if fs::symlink_metadata(&partial).is_ok_and(|m| m.file_type().is_file()) {
+            let leftover = OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&partial)
+                .map_err(err)?;
+            if lock(&leftover).is_err() {
+                return Err(refused(
+                    &partial,
+                    "is being written by another a9s-recover run right now: wait for it to finish, or choose another output",
+                ));
+            }
             fs::remove_file(&partial).map_err(err)?;
         }
         let file = OpenOptions::new()
@@ -526,6 +544,7 @@ impl AtomicFile {
             .mode(0o600)
             .open(&partial)
             .map_err(err)?;
+        lock(&file).map_err(err)?;
         Ok(AtomicFile {
             file: Some(file),
             partial,
@@ -549,10 +568,25 @@ impl AtomicFile {
         })
     }
 
+    /// Whether `FILE.partial` is still the file we wrote (and lock).
+    fn still_ours(&self, f: &File) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (f.metadata(), fs::symlink_metadata(&self.partial)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+
     fn commit(mut self) -> Result<()> {
         let f = self.file.take().expect("open until commit");
         f.sync_all().map_err(|e| self.fail(e))?;
-        drop(f);
+        // Held (with its lock) until the rename: the partial file renamed is the one written.
+        if !self.still_ours(&f) {
+            return Err(refused(
+                &self.partial,
+                "was replaced while the dump was written (by hand, or by another run): nothing was put in place",
+            ));
+        }
         // What was checked at the start may have changed while we streamed.
         match path_kind(&self.path).map_err(|e| self.fail(e))? {
             PathKind::Absent => {}
@@ -571,6 +605,7 @@ impl AtomicFile {
             PathKind::Refused(why) => return Err(refused(&self.path, why)),
         }
         fs::rename(&self.partial, &self.path).map_err(|e| self.fail(e))?;
+        drop(f);
         if let Some(dir) = self.path.parent() {
             let dir = if dir.as_os_str().is_empty() {
                 Path::new(".")
@@ -587,9 +622,11 @@ impl AtomicFile {
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        // Still open means not committed.
-        if self.file.take().is_some() {
-            let _ = fs::remove_file(&self.partial);
+        // Still open means not committed; remove the partial file only if it is ours.
+        if let Some(f) = self.file.take() {
+            if self.still_ours(&f) {
+                let _ = fs::remove_file(&self.partial);
+            }
         }
     }
 }

@@ -927,3 +927,46 @@ fn the_progress_bar_is_cleared_on_ctrl_c() {
     let message = after.find("a9s-recover:").unwrap_or(0);
     assert!(erased < message, "the bar was left on screen: {after:?}");
 }
+
+/// A second run into the same `-o FILE` while the first is still writing it (a rerun in
+/// another terminal) is refused; the first run's output is the whole dump, never a file the
+/// second one started.
+#[test]
+fn a_second_run_into_the_same_output_is_refused_while_the_first_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = random_bytes(3 << 20, 8);
+    cli_backup(tmp.path(), ID, &plain, "-md md5", 4, Naming::FromOne);
+    let out = tmp.path().join("x.dump");
+    let partial = tmp.path().join("x.dump.partial");
+    let first = bin()
+        .arg("--bucket")
+        .arg(tmp.path())
+        .args(["--backup-id", ID, "--limit-rate", "2MiB", "-o"])
+        .arg(&out)
+        .env("A9S_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(20), "never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = recover(
+        tmp.path(),
+        ID,
+        SECRET,
+        &["-o", out.to_str().unwrap(), "--force"],
+    );
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        stderr(&second).contains("being written by another a9s-recover run"),
+        "{}",
+        stderr(&second)
+    );
+    let first = first.finish();
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(sha256(&fs::read(&out).unwrap()), sha256(&plain));
+    assert!(!partial.exists());
+}
