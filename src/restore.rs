@@ -236,28 +236,15 @@ pub async fn prepare_restore(
     if let Some(w) = backup.tail_warning.clone() {
         backup.notices.push(w);
     }
-    let head = pipeline::peek_dump(&backup, dump::ORIGIN_LEN).await?;
     if opts.target.has_password() {
         // Ours, not the children's: they get it through PGPASSWORD.
-        let mut b = backup;
-        b.notices.push(
+        backup.notices.push(
             "warning: the password in --target is visible to other users in `ps` while we run; \
              prefer PGPASSWORD, ~/.pgpass or a service file"
                 .into(),
         );
-        return prepare_with_head(b, head, plan_name, plan_file, vars, opts).await;
     }
-    prepare_with_head(backup, head, plan_name, plan_file, vars, opts).await
-}
-
-async fn prepare_with_head(
-    backup: pipeline::PreparedBackup,
-    head: Vec<u8>,
-    plan_name: &str,
-    plan_file: &PlanFile,
-    vars: &BTreeMap<String, String>,
-    opts: &RestoreOptions,
-) -> Result<PreparedRestore> {
+    let head = pipeline::peek_dump(&backup, dump::ORIGIN_LEN).await?;
     let dump_kind = dump::sniff(&head);
     let origin = dump::origin(&head);
     let format = opts.load.format.unwrap_or(format_of(dump_kind));
@@ -277,7 +264,6 @@ async fn prepare_with_head(
         })
         .expect("a plan has one restore stage");
     let on_error_stop = opts.load.on_error_stop || restore_stage.1 == Some(true);
-    let mut backup = backup;
     if format == DumpFormat::Sql {
         let mut ignored: Vec<String> = opts.load.pg_restore_args.clone();
         if let Some(j) = opts.load.jobs {
@@ -418,17 +404,11 @@ async fn run_plan(
     let target_identity = opts.target.identity();
     let mut journal = match &opts.journal {
         Journal::Off => None,
-        Journal::New(path) => Some(JournalFile::open(
+        Journal::New(path) | Journal::Resume { path, .. } => Some(JournalFile::open(
             path,
             &plan.fingerprint(&backup_id, &target_identity),
             &target_identity,
-            false,
-        )?),
-        Journal::Resume { path, .. } => Some(JournalFile::open(
-            path,
-            &plan.fingerprint(&backup_id, &target_identity),
-            &target_identity,
-            true,
+            matches!(opts.journal, Journal::Resume { .. }),
         )?),
     };
     let redo_interrupted = matches!(
