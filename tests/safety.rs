@@ -819,7 +819,20 @@ fn json_on_failure_and_usage_errors() {
     assert_eq!(v["backup_id"], ID);
 
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-    let usage: [Case<'_>; 5] = [
+    let usage: [Case<'_>; 6] = [
+        (
+            &[
+                "restore",
+                "--bucket",
+                bucket,
+                "--backup-id",
+                ID,
+                "--var",
+                "old_db",
+            ],
+            &[("A9S_SECRET", SECRET)],
+            "expected NAME=VALUE",
+        ),
         (
             &[
                 "restore",
