@@ -95,6 +95,21 @@ pub(crate) fn spawn_piped(
     Ok(child)
 }
 
+/// Like [`spawn_piped`], with stdout piped too: a psql connection of a parallel restore,
+/// whose stdout says which units it finished.
+pub(crate) fn spawn_piped_out(
+    mut cmd: Command,
+    children: &Children,
+) -> std::io::Result<std::process::Child> {
+    let child = own_group(&mut cmd)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    children.register(child.id());
+    Ok(child)
+}
+
 /// Runs `cmd` to its end in a process group of its own, `stdin` fed to it, stdout collected
 /// and stderr drained at the same time (so that neither pipe can fill and stall the child),
 /// without blocking the async runtime. The group is killed if the caller gives up on it (an

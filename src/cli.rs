@@ -441,8 +441,11 @@ pub struct LoadArgs {
     #[arg(long)]
     pub if_exists: bool,
 
-    /// pg_restore --jobs N: the stream is first spooled to a 0600 file in --spool-dir, which
-    /// is removed afterwards.
+    /// Restore over N connections. A plain dump (pg_dump, pg_dumpall) is split as it streams:
+    /// the schema on one connection, COPY rows in chunks over N, indexes and constraints over
+    /// N, foreign keys over N, the rest in order (no spool). A custom-format dump goes to
+    /// pg_restore --jobs N, which needs the archive spooled to a 0600 file in --spool-dir first
+    /// (removed afterwards). 1 (the default) is one psql or pg_restore reading the stream.
     #[arg(long, value_name = "N")]
     pub jobs: Option<u32>,
 

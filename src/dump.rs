@@ -527,6 +527,24 @@ fn copy_table_name(body: &[u8]) -> String {
     String::from_utf8_lossy(body).into_owned()
 }
 
+/// The database of a `\connect` argument that names nothing else: `db`, `"My DB"`, or
+/// `-reuse-previous=on "dbname='my db'"`. None for anything more (a user, a host, other
+/// parameters), which a parallel restore leaves to psql.
+pub fn parse_plain_connect(arg: &str) -> Option<String> {
+    let a = arg.trim();
+    let a = a.strip_prefix("-reuse-previous=on").map_or(a, str::trim);
+    let db = parse_connect(a)?;
+    // The argument must be exactly what pg_dumpall writes for that name, in one of its forms.
+    let bare = db
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '.')
+        && !db.starts_with('-');
+    let quoted = format!("\"{}\"", db.replace('"', "\"\""));
+    let value = db.replace('\\', "\\\\").replace('\'', "\\'");
+    let conninfo = format!("\"{}\"", format!("dbname='{value}'").replace('"', "\"\""));
+    ((bare && a == db) || a == quoted || a == conninfo).then_some(db)
+}
+
 /// Parses the target of `\connect`: `db`, `"My DB"`, or
 /// `-reuse-previous=on "dbname='my db'"` as pg_dumpall writes it.
 fn parse_connect(arg: &str) -> Option<String> {
@@ -677,6 +695,22 @@ COPY public.orders FROM stdin;\nx\n\\.x\n\\.\nSELECT 1;\n";
         );
         assert_eq!(sniff(b"PGDMP\x01\x0f"), DumpKind::Custom);
         assert_eq!(sniff(b"hello"), DumpKind::Unknown);
+    }
+
+    #[test]
+    fn plain_connects_name_a_database_and_nothing_else() {
+        assert_eq!(parse_plain_connect("shop").as_deref(), Some("shop"));
+        assert_eq!(parse_plain_connect("\"My DB\"").as_deref(), Some("My DB"));
+        assert_eq!(
+            parse_plain_connect("-reuse-previous=on \"dbname='a\\'b \"\"c'\"").as_deref(),
+            Some("a'b \"c")
+        );
+        assert_eq!(parse_plain_connect("shop other"), None);
+        assert_eq!(
+            parse_plain_connect("-reuse-previous=on \"dbname='x' host=elsewhere\""),
+            None
+        );
+        assert_eq!(parse_plain_connect("\"dbname=x user=y\""), None);
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //! - [`crypto`]: the `Salted__` format, EVP_BytesToKey / PBKDF2, streaming AES-256-CBC.
 //! - [`inflate`]: streaming multi-member gunzip with CRC32/ISIZE checks (ISA-L, zlib-rs).
 //! - [`dump`]: what the dump is (kind, origin versions) and COPY row counting.
+//! - [`split`]: a plain dump cut into statements, COPY rows and meta-commands as psql reads
+//!   them; [`parallel`]: `restore --jobs N` for plain dumps, over N psql connections.
 //! - [`sink`]: where the dump goes: stdout, atomic files, FIFOs, psql, pg_restore.
 //! - [`pipeline`]: `prepare` (a checked [`pipeline::PreparedBackup`]) then `run`: the one
 //!   pipeline every command drives.
@@ -48,6 +50,7 @@ pub mod error;
 pub mod fetch;
 pub mod inflate;
 pub mod pack;
+pub mod parallel;
 pub mod pg;
 mod pipe;
 pub mod pipeline;
@@ -58,6 +61,7 @@ pub mod secret;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod split;
 pub mod stage;
 pub mod time;
 

@@ -265,10 +265,7 @@ pub async fn prepare_restore(
         .expect("a plan has one restore stage");
     let on_error_stop = opts.load.on_error_stop || restore_stage.1 == Some(true);
     if format == DumpFormat::Sql {
-        let mut ignored: Vec<String> = opts.load.pg_restore_args.clone();
-        if let Some(j) = opts.load.jobs {
-            ignored.push(format!("--jobs {j}"));
-        }
+        let ignored: Vec<String> = opts.load.pg_restore_args.clone();
         if !ignored.is_empty() {
             backup.notices.push(format!(
                 "{} only apply to pg_restore (custom-format dumps); this dump is {}, restored with psql, so they are ignored",
@@ -287,6 +284,32 @@ pub async fn prepare_restore(
     })?;
     check_tool(&origin, format, &program, PgTools::version(&program).await)?;
     let (output, restore_line) = match format {
+        DumpFormat::Sql if opts.load.jobs.is_some_and(|j| j > 1) => {
+            let jobs = opts.load.jobs.unwrap_or(1);
+            let line = format!(
+                "stream backup {} ({what}) into {jobs} psql connections (psql -X --quiet{} {} each), per database: \
+                 the schema (pre-data) on connection 1; the COPY rows in chunks of whole rows over all {jobs}, \
+                 sequence values and large objects on connection 1; then indexes and constraints over {jobs}, \
+                 INDEX ATTACH serially, foreign keys over {jobs}, and the rest (triggers, rules, policies, comments, \
+                 ACLs, materialized view refreshes …) serially in dump order; anything not recognised runs alone at its place",
+                backup.backup.id,
+                if on_error_stop {
+                    " -v ON_ERROR_STOP=1"
+                } else {
+                    ""
+                },
+                conn_arg(&opts.target)
+            );
+            (
+                Output::PsqlParallel {
+                    program,
+                    conn: opts.target.clone(),
+                    on_error_stop,
+                    jobs,
+                },
+                line,
+            )
+        }
         DumpFormat::Sql => {
             let line = format!(
                 "stream backup {} ({what}) into: psql -X --quiet{} {}",

@@ -36,6 +36,13 @@ pub enum Output {
         /// `-v ON_ERROR_STOP=1`: the first SQL error stops psql and fails the restore.
         on_error_stop: bool,
     },
+    /// A plain dump split over `jobs` psql connections (`restore --jobs N`, see `parallel`).
+    PsqlParallel {
+        program: PathBuf,
+        conn: ConnInfo,
+        on_error_stop: bool,
+        jobs: u32,
+    },
     /// `pg_restore` reading a custom-format archive.
     PgRestore {
         program: PathBuf,
@@ -58,6 +65,9 @@ pub struct ChildSummary {
     /// The last lines of stderr, for a failure message.
     #[serde(skip)]
     pub tail: Vec<String>,
+    /// The phases of a parallel restore (`--jobs N` on a plain dump).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phases: Option<crate::parallel::Phases>,
 }
 
 /// Names that mean standard output: `-o -` and the system's aliases of fd 1, which are
@@ -232,6 +242,20 @@ impl Output {
                 )
                 .map(Sink::Child)
             }
+            Output::PsqlParallel {
+                program,
+                conn,
+                on_error_stop,
+                jobs,
+            } => Ok(Sink::Parallel(Box::new(
+                crate::parallel::ParallelLoad::new(crate::parallel::Config {
+                    program: program.clone(),
+                    conn: conn.clone(),
+                    on_error_stop: *on_error_stop,
+                    jobs: *jobs,
+                    children: children.clone(),
+                }),
+            ))),
             Output::PgRestore {
                 program,
                 conn,
@@ -280,7 +304,7 @@ impl Output {
     }
 }
 
-fn start_err(program: &str, e: io::Error) -> Error {
+pub(crate) fn start_err(program: &str, e: io::Error) -> Error {
     Error::Child {
         program: program.into(),
         doing: "starting".into(),
@@ -300,7 +324,7 @@ pub(crate) struct ChildSink {
     children: crate::child::Children,
 }
 
-fn drain_stderr(r: impl io::Read + Send + 'static) -> JoinHandle<ChildSummary> {
+pub(crate) fn drain_stderr(r: impl io::Read + Send + 'static) -> JoinHandle<ChildSummary> {
     std::thread::spawn(move || {
         let mut sum = ChildSummary::default();
         let mut tail = VecDeque::new();
@@ -444,6 +468,7 @@ pub(crate) enum Sink {
     Discard,
     Child(ChildSink),
     Spool(Spool),
+    Parallel(Box<crate::parallel::ParallelLoad>),
 }
 
 impl Sink {
@@ -462,6 +487,7 @@ impl Sink {
             Sink::File(f) => f.write(data),
             Sink::Discard => Ok(()),
             Sink::Child(c) => c.write(data),
+            Sink::Parallel(p) => p.write(data),
             Sink::Spool(s) => s
                 .file
                 .as_mut()
@@ -486,6 +512,7 @@ impl Sink {
             Sink::Discard => Ok(None),
             Sink::Child(mut c) => c.finish().map(Some),
             Sink::Spool(mut s) => s.restore().map(Some),
+            Sink::Parallel(p) => p.finish().map(Some),
         }
     }
 }

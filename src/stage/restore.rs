@@ -90,6 +90,22 @@ impl Kind for Restore {
             r.seconds
         );
         if let Some(c) = &r.restore {
+            if let Some(p) = &c.phases {
+                detail.push_str(&format!(
+                    "; over {} connections: schema {:.1}s, data {:.1}s ({} chunks), indexes and constraints {:.1}s, \
+                     foreign keys {:.1}s, the rest {:.1}s",
+                    p.connections,
+                    p.schema_seconds,
+                    p.data_seconds,
+                    p.copy_chunks,
+                    p.index_seconds,
+                    p.fk_seconds,
+                    p.rest_seconds
+                ));
+                if let Some(f) = &p.fallback {
+                    detail.push_str(&format!("; {f}"));
+                }
+            }
             if c.sql_errors > 0 {
                 detail.push_str(&format!(
                     "; {} SQL error(s), without --on-error-stop they do not stop the restore; first: {}",

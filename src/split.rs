@@ -1,0 +1,651 @@
+//! Splitting a plain SQL dump (pg_dump's or pg_dumpall's) into what psql would execute: SQL
+//! statements, COPY blocks and backslash meta-commands, with pg_dump's object headers
+//! (`-- Name: X; Type: T; Schema: S; Owner: O`, `-- Data for Name: …`) between them.
+//!
+//! Owns: the lexical rules psql applies to find where a statement ends (quotes, `E''`
+//! strings, dollar quotes, nested block comments, line comments), COPY data (a raw newline
+//! always ends a row in COPY text format; `\.` alone on a line ends the block), and where a
+//! meta-command is (a line that begins with `\` outside any statement). Does not own what is
+//! done with the pieces (`parallel` schedules them) or which databases they go to.
+//!
+//! The input is untrusted: any bytes, in any chunking, give the same items (a fuzz target
+//! checks this), and memory is bounded by the longest statement plus [`CHUNK`] of COPY rows.
+
+/// COPY rows are handed on in chunks of about this many bytes (whole rows; a single longer
+/// row makes a longer chunk).
+pub const CHUNK: usize = 4 << 20;
+
+/// One of pg_dump's object headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// `-- Data for Name: …` rather than `-- Name: …`.
+    pub data: bool,
+    /// The object's name as the header writes it (not quoted; for messages only).
+    pub name: String,
+    /// The object type: `TABLE`, `TABLE DATA`, `INDEX`, `FK CONSTRAINT`, …
+    pub kind: String,
+}
+
+/// A piece of the dump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A pg_dump object header: the statements that follow, up to the next header, are that
+    /// object's.
+    Header(Header),
+    /// One SQL statement as written, from its first token to its `;`, then a newline.
+    /// `meta` is set when psql would find a backslash command inside it.
+    Statement { text: Vec<u8>, meta: bool },
+    /// `COPY … FROM stdin …;` (the statement, with its newline): rows follow. `table` when
+    /// it is pg_dump's own form, `COPY name [(columns)] FROM stdin;` (text format, so a raw
+    /// newline always ends a row).
+    CopyStart {
+        statement: Vec<u8>,
+        table: Option<String>,
+    },
+    /// Whole COPY rows, each with its newline.
+    CopyData(Vec<u8>),
+    /// The `\.` that ends a COPY block (or the end of the input inside one).
+    CopyEnd,
+    /// A backslash meta-command line, without its newline.
+    Meta(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+enum Lex {
+    #[default]
+    Normal,
+    /// In `'…'`; `escapes` for `E'…'` (or any string with standard_conforming_strings off).
+    Single {
+        escapes: bool,
+    },
+    Double,
+    /// In `$tag$…$tag$`; the tag with its dollars.
+    Dollar(Vec<u8>),
+    /// In `/* … */`, nested this deep.
+    Block(u32),
+}
+
+/// The streaming splitter: feed it the dump in any chunking, then call [`Splitter::finish`].
+#[derive(Debug, Default)]
+pub struct Splitter {
+    /// The current line, outside COPY data.
+    line: Vec<u8>,
+    /// The statement being read, from its first token.
+    statement: Vec<u8>,
+    meta_inside: bool,
+    lex: Lex,
+    /// `SET standard_conforming_strings = off` was seen: every `'…'` has backslash escapes.
+    escape_strings: bool,
+    /// Inside COPY data.
+    copy: bool,
+    /// COPY rows not yet handed on; the last one may be incomplete.
+    rows: Vec<u8>,
+    /// Where the incomplete last row of `rows` begins.
+    row_start: usize,
+}
+
+impl Splitter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Splits `data`, handing every complete item to `out`.
+    pub fn feed(&mut self, mut data: &[u8], out: &mut impl FnMut(Item)) {
+        while !data.is_empty() {
+            if self.copy {
+                data = self.feed_copy(data, out);
+                continue;
+            }
+            match memchr::memchr(b'\n', data) {
+                Some(i) => {
+                    self.line.extend_from_slice(&data[..=i]);
+                    data = &data[i + 1..];
+                    let line = std::mem::take(&mut self.line);
+                    self.sql_line(&line, out);
+                    self.line = line;
+                    self.line.clear();
+                }
+                None => {
+                    self.line.extend_from_slice(data);
+                    data = &[];
+                }
+            }
+        }
+    }
+
+    /// The end of the input: what psql does at end of file. An unfinished COPY ends; an
+    /// unfinished statement is still sent (psql sends what its buffer holds).
+    pub fn finish(&mut self, out: &mut impl FnMut(Item)) {
+        if self.copy {
+            let rows = std::mem::take(&mut self.rows);
+            if !rows.is_empty() {
+                out(Item::CopyData(rows));
+            }
+            self.row_start = 0;
+            self.copy = false;
+            out(Item::CopyEnd);
+        }
+        if !self.line.is_empty() {
+            let mut line = std::mem::take(&mut self.line);
+            line.push(b'\n');
+            self.sql_line(&line, out);
+        }
+        if self.copy {
+            // The last line was a COPY statement without rows.
+            self.copy = false;
+            out(Item::CopyEnd);
+        }
+        if !self.statement.is_empty() {
+            let mut text = std::mem::take(&mut self.statement);
+            while text.last().is_some_and(u8::is_ascii_whitespace) {
+                text.pop();
+            }
+            text.push(b'\n');
+            out(Item::Statement {
+                text,
+                meta: std::mem::take(&mut self.meta_inside),
+            });
+        }
+        self.lex = Lex::Normal;
+    }
+
+    /// Whether the input so far ended inside COPY data or a statement.
+    pub fn unfinished(&self) -> bool {
+        self.copy || !self.statement.is_empty() || !self.line.is_empty()
+    }
+
+    fn feed_copy<'a>(&mut self, data: &'a [u8], out: &mut impl FnMut(Item)) -> &'a [u8] {
+        // `seg` is where the bytes not yet copied into `rows` begin.
+        let mut seg = 0;
+        for nl in memchr::memchr_iter(b'\n', data) {
+            let partial = &self.rows[self.row_start..];
+            let tail = &data[seg..nl];
+            if is_copy_end(partial, tail) {
+                self.rows.truncate(self.row_start);
+                let rows = std::mem::take(&mut self.rows);
+                if !rows.is_empty() {
+                    out(Item::CopyData(rows));
+                }
+                self.row_start = 0;
+                self.copy = false;
+                out(Item::CopyEnd);
+                return &data[nl + 1..];
+            }
+            // Rows are copied in runs; a run is cut where a chunk is full.
+            if self.rows.len() + (nl + 1 - seg) >= CHUNK {
+                self.rows.extend_from_slice(&data[seg..=nl]);
+                out(Item::CopyData(std::mem::take(&mut self.rows)));
+                self.row_start = 0;
+                seg = nl + 1;
+            } else {
+                // The row is complete: the next one starts after this newline.
+                self.rows.extend_from_slice(&data[seg..=nl]);
+                seg = nl + 1;
+                self.row_start = self.rows.len();
+            }
+        }
+        self.rows.extend_from_slice(&data[seg..]);
+        &[]
+    }
+
+    /// A complete line (with its newline) outside COPY data.
+    fn sql_line(&mut self, line: &[u8], out: &mut impl FnMut(Item)) {
+        if self.lex == Lex::Normal && self.statement.is_empty() {
+            let body = line.strip_suffix(b"\n").unwrap_or(line);
+            let body = body.strip_suffix(b"\r").unwrap_or(body);
+            if body.first() == Some(&b'\\') {
+                out(Item::Meta(body.to_vec()));
+                return;
+            }
+            if let Some(h) = parse_header(body) {
+                out(Item::Header(h));
+                return;
+            }
+        }
+        self.scan(line, out);
+    }
+
+    /// Runs the lexer over a line, handing on every statement that ends in it.
+    fn scan(&mut self, line: &[u8], out: &mut impl FnMut(Item)) {
+        let mut i = 0;
+        while i < line.len() {
+            let b = line[i];
+            match &mut self.lex {
+                Lex::Normal => match b {
+                    b'-' if line.get(i + 1) == Some(&b'-') => {
+                        // A comment to the end of the line: kept inside a statement, dropped
+                        // between statements.
+                        if !self.statement.is_empty() {
+                            self.statement.extend_from_slice(&line[i..]);
+                        }
+                        return;
+                    }
+                    b'/' if line.get(i + 1) == Some(&b'*') => {
+                        self.statement.extend_from_slice(b"/*");
+                        self.lex = Lex::Block(1);
+                        i += 2;
+                        continue;
+                    }
+                    b'\'' => {
+                        let prev = self.statement.last().copied();
+                        let before = self
+                            .statement
+                            .len()
+                            .checked_sub(2)
+                            .map(|k| self.statement[k]);
+                        let e_prefix =
+                            matches!(prev, Some(b'E' | b'e')) && !before.is_some_and(is_ident_byte);
+                        self.lex = Lex::Single {
+                            escapes: e_prefix || self.escape_strings,
+                        };
+                        self.statement.push(b);
+                    }
+                    b'"' => {
+                        self.lex = Lex::Double;
+                        self.statement.push(b);
+                    }
+                    b'$' => {
+                        let prev = self.statement.last().copied();
+                        match dollar_tag(&line[i..]) {
+                            Some(n) if !prev.is_some_and(is_ident_byte) => {
+                                self.lex = Lex::Dollar(line[i..i + n].to_vec());
+                                self.statement.extend_from_slice(&line[i..i + n]);
+                                i += n;
+                                continue;
+                            }
+                            _ => self.statement.push(b),
+                        }
+                    }
+                    b';' => {
+                        self.statement.push(b);
+                        self.end_statement(out);
+                        if self.copy {
+                            // pg_dump writes nothing after the COPY statement on its line.
+                            return;
+                        }
+                    }
+                    b'\\' => {
+                        self.meta_inside = true;
+                        self.statement.push(b);
+                    }
+                    b if b.is_ascii_whitespace() && self.statement.is_empty() => {}
+                    b => self.statement.push(b),
+                },
+                Lex::Single { escapes } => {
+                    self.statement.push(b);
+                    if *escapes && b == b'\\' {
+                        if let Some(&n) = line.get(i + 1) {
+                            self.statement.push(n);
+                            i += 2;
+                            continue;
+                        }
+                    } else if b == b'\'' {
+                        if line.get(i + 1) == Some(&b'\'') {
+                            self.statement.push(b'\'');
+                            i += 2;
+                            continue;
+                        }
+                        self.lex = Lex::Normal;
+                    }
+                }
+                Lex::Double => {
+                    self.statement.push(b);
+                    if b == b'"' {
+                        if line.get(i + 1) == Some(&b'"') {
+                            self.statement.push(b'"');
+                            i += 2;
+                            continue;
+                        }
+                        self.lex = Lex::Normal;
+                    }
+                }
+                Lex::Dollar(tag) => {
+                    if b == b'$' && line[i..].starts_with(tag) {
+                        let n = tag.len();
+                        self.statement.extend_from_slice(&line[i..i + n]);
+                        self.lex = Lex::Normal;
+                        i += n;
+                        continue;
+                    }
+                    // Copy up to the next dollar at once.
+                    let next =
+                        memchr::memchr(b'$', &line[i + 1..]).map_or(line.len(), |k| i + 1 + k);
+                    self.statement.extend_from_slice(&line[i..next]);
+                    i = next;
+                    continue;
+                }
+                Lex::Block(depth) => {
+                    if b == b'*' && line.get(i + 1) == Some(&b'/') {
+                        *depth -= 1;
+                        if *depth == 0 {
+                            self.lex = Lex::Normal;
+                        }
+                        self.statement.extend_from_slice(b"*/");
+                        i += 2;
+                        continue;
+                    }
+                    if b == b'/' && line.get(i + 1) == Some(&b'*') {
+                        *depth += 1;
+                        self.statement.extend_from_slice(b"/*");
+                        i += 2;
+                        continue;
+                    }
+                    self.statement.push(b);
+                }
+            }
+            i += 1;
+        }
+        // A block comment alone between statements is not a statement.
+        if self.lex == Lex::Normal
+            && self.statement.starts_with(b"/*")
+            && is_only_comment(&self.statement)
+        {
+            self.statement.clear();
+        }
+    }
+
+    fn end_statement(&mut self, out: &mut impl FnMut(Item)) {
+        let mut text = std::mem::take(&mut self.statement);
+        let meta = std::mem::take(&mut self.meta_inside);
+        if let Some(off) = standard_conforming_strings(&text) {
+            self.escape_strings = off;
+        }
+        text.push(b'\n');
+        if !meta {
+            if let Some(table) = copy_from_stdin(&text) {
+                self.copy = true;
+                self.rows.clear();
+                self.row_start = 0;
+                out(Item::CopyStart {
+                    statement: text,
+                    table,
+                });
+                return;
+            }
+        }
+        out(Item::Statement { text, meta });
+    }
+}
+
+/// Whether the row made of `partial` and `tail` (without its newline) is `\.`.
+fn is_copy_end(partial: &[u8], tail: &[u8]) -> bool {
+    let len = partial.len() + tail.len();
+    if len != 2 && len != 3 {
+        return false;
+    }
+    let mut row = [0u8; 3];
+    row[..partial.len()].copy_from_slice(partial);
+    row[partial.len()..len].copy_from_slice(tail);
+    &row[..len] == b"\\." || &row[..len] == b"\\.\r"
+}
+
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+/// The length of a dollar-quote opening `$tag$` at the start of `s`, if it is one.
+fn dollar_tag(s: &[u8]) -> Option<usize> {
+    let rest = &s[1..];
+    let first = *rest.first()?;
+    if first == b'$' {
+        return Some(2);
+    }
+    if !(first.is_ascii_alphabetic() || first == b'_' || first >= 0x80) {
+        return None;
+    }
+    let end = rest
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80))?;
+    (rest[end] == b'$').then_some(end + 2)
+}
+
+fn is_only_comment(s: &[u8]) -> bool {
+    // `/* … */` followed by whitespace only; nested comments end at the last `*/`.
+    s.windows(2)
+        .rposition(|w| w == b"*/")
+        .is_some_and(|k| s[k + 2..].iter().all(u8::is_ascii_whitespace))
+}
+
+/// `SET standard_conforming_strings = off|on;`: Some(true) when it turns them off.
+fn standard_conforming_strings(text: &[u8]) -> Option<bool> {
+    let s = std::str::from_utf8(text).ok()?.trim().to_ascii_lowercase();
+    let rest = s.strip_prefix("set ")?.trim_start();
+    let rest = rest.strip_prefix("session ").unwrap_or(rest).trim_start();
+    let rest = rest
+        .strip_prefix("standard_conforming_strings")?
+        .trim_start();
+    let rest = rest
+        .strip_prefix('=')
+        .or_else(|| rest.strip_prefix("to "))?
+        .trim()
+        .trim_end_matches(';')
+        .trim()
+        .trim_matches('\'');
+    match rest {
+        "off" | "false" => Some(true),
+        "on" | "true" => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether the statement is a COPY that reads rows from psql's input, and then the table of
+/// pg_dump's form `COPY name [(columns)] FROM stdin;`, as written.
+fn copy_from_stdin(text: &[u8]) -> Option<Option<String>> {
+    if text.len() < 5 || !text[..5].eq_ignore_ascii_case(b"COPY ") {
+        return None;
+    }
+    let upper = text.to_ascii_uppercase();
+    if memchr::memmem::find(&upper, b"FROM STDIN").is_none()
+        && memchr::memmem::find(&upper, b"FROM PSTDIN").is_none()
+    {
+        return None;
+    }
+    Some(pg_dump_copy_table(text))
+}
+
+fn pg_dump_copy_table(text: &[u8]) -> Option<String> {
+    let body = text.strip_prefix(b"COPY ")?;
+    let body = body.strip_suffix(b" FROM stdin;\n")?;
+    let mut quoted = false;
+    let mut end = body.len();
+    for (i, &b) in body.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b' ' | b'(' if !quoted => {
+                end = i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let name = &body[..end];
+    (!name.is_empty()).then(|| String::from_utf8_lossy(name).into_owned())
+}
+
+/// `-- Name: X; Type: T; Schema: S; Owner: O` or `-- Data for Name: …`. The name may itself
+/// hold `; Type: `, so the type is the first candidate that reads as one (upper-case words).
+fn parse_header(line: &[u8]) -> Option<Header> {
+    let line = std::str::from_utf8(line).ok()?;
+    let (data, rest) = if let Some(r) = line.strip_prefix("-- Data for Name: ") {
+        (true, r)
+    } else {
+        (false, line.strip_prefix("-- Name: ")?)
+    };
+    let mut from = 0;
+    while let Some(k) = rest[from..].find("; Type: ") {
+        let at = from + k;
+        let after = &rest[at + "; Type: ".len()..];
+        if let Some(end) = after.find("; Schema: ") {
+            let kind = &after[..end];
+            if !kind.is_empty() && kind.bytes().all(|b| b.is_ascii_uppercase() || b == b' ') {
+                return Some(Header {
+                    data,
+                    name: rest[..at].to_string(),
+                    kind: kind.to_string(),
+                });
+            }
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// Splits a whole input at once (tests, the fuzz target).
+pub fn split_all(data: &[u8], step: usize) -> Vec<Item> {
+    let mut items = Vec::new();
+    let mut s = Splitter::new();
+    let mut push = |i: Item| items.push(i);
+    for chunk in data.chunks(step.max(1)) {
+        s.feed(chunk, &mut push);
+    }
+    s.finish(&mut push);
+    items
+}
+
+/// Items with adjacent COPY data merged: the same for any chunking of the input.
+pub fn normalize(items: Vec<Item>) -> Vec<Item> {
+    let mut out: Vec<Item> = Vec::with_capacity(items.len());
+    for item in items {
+        match (out.last_mut(), item) {
+            (Some(Item::CopyData(a)), Item::CopyData(b)) => a.extend_from_slice(&b),
+            (_, item) => out.push(item),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stmt(s: &str) -> Item {
+        Item::Statement {
+            text: s.as_bytes().to_vec(),
+            meta: false,
+        }
+    }
+
+    #[test]
+    fn statements_end_at_semicolons_outside_quotes() {
+        let dump = "SET a = 1;\nCREATE FUNCTION f() RETURNS text AS $body$ select ';' ; $x$ $body$ LANGUAGE sql;\n\
+                    INSERT INTO t VALUES ('it''s; not', E'a\\'; b', \"q;\"\"\");\n\
+                    /* c; /* nested; */ still; */ SELECT 1; SELECT 2; -- tail;\n";
+        let items = split_all(dump.as_bytes(), 1);
+        assert_eq!(
+            items,
+            vec![
+                stmt("SET a = 1;\n"),
+                stmt("CREATE FUNCTION f() RETURNS text AS $body$ select ';' ; $x$ $body$ LANGUAGE sql;\n"),
+                stmt("INSERT INTO t VALUES ('it''s; not', E'a\\'; b', \"q;\"\"\");\n"),
+                stmt("/* c; /* nested; */ still; */ SELECT 1;\n"),
+                stmt("SELECT 2;\n"),
+            ]
+        );
+    }
+
+    #[test]
+    fn headers_copy_and_meta_commands() {
+        let dump = "\\connect shop\n--\n-- Name: t; Type: TABLE; Schema: public; Owner: me\n--\n\n\
+                    CREATE TABLE public.t (a text);\n\n--\n-- Data for Name: t; Type: TABLE DATA; Schema: public; Owner: me\n--\n\n\
+                    COPY public.t (a) FROM stdin;\nx\\.y\n\\\\.\n\\.\n\nSELECT 1;\n";
+        for step in [1, 2, 3, 7, 1000] {
+            let items = normalize(split_all(dump.as_bytes(), step));
+            assert_eq!(
+                items,
+                vec![
+                    Item::Meta(b"\\connect shop".to_vec()),
+                    Item::Header(Header {
+                        data: false,
+                        name: "t".into(),
+                        kind: "TABLE".into()
+                    }),
+                    stmt("CREATE TABLE public.t (a text);\n"),
+                    Item::Header(Header {
+                        data: true,
+                        name: "t".into(),
+                        kind: "TABLE DATA".into()
+                    }),
+                    Item::CopyStart {
+                        statement: b"COPY public.t (a) FROM stdin;\n".to_vec(),
+                        table: Some("public.t".into())
+                    },
+                    Item::CopyData(b"x\\.y\n\\\\.\n".to_vec()),
+                    Item::CopyEnd,
+                    stmt("SELECT 1;\n"),
+                ],
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_header_inside_a_string_is_text() {
+        let dump = "INSERT INTO t VALUES ('\n-- Name: x; Type: TABLE; Schema: public; Owner: me\n\\connect evil\n');\n";
+        let items = split_all(dump.as_bytes(), 5);
+        assert_eq!(items, vec![stmt(dump)]);
+    }
+
+    #[test]
+    fn header_names_may_hold_the_separator() {
+        let h =
+            parse_header(b"-- Name: a; Type: b; Type: INDEX; Schema: public; Owner: me").unwrap();
+        assert_eq!(h.kind, "INDEX");
+        assert_eq!(h.name, "a; Type: b");
+        assert_eq!(
+            parse_header(b"-- Data for Name: t; Type: TABLE DATA; Schema: s; Owner: -")
+                .unwrap()
+                .kind,
+            "TABLE DATA"
+        );
+        assert!(parse_header(b"-- Name: t").is_none());
+    }
+
+    #[test]
+    fn copy_rows_are_cut_into_chunks_of_whole_rows() {
+        let row = "x".repeat(1000) + "\n";
+        let mut dump = String::from("COPY t FROM stdin;\n");
+        for _ in 0..(CHUNK / 1000 * 3) {
+            dump.push_str(&row);
+        }
+        dump.push_str("\\.\n");
+        let items = split_all(dump.as_bytes(), 65536);
+        let chunks: Vec<&Vec<u8>> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::CopyData(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+        assert!(chunks.len() >= 3, "{}", chunks.len());
+        for c in &chunks {
+            assert!(c.len() <= CHUNK + 1001);
+            assert_eq!(c.len() % row.len(), 0);
+        }
+        assert_eq!(items.last(), Some(&Item::CopyEnd));
+    }
+
+    #[test]
+    fn end_of_input_inside_copy_or_a_statement() {
+        let items = split_all(b"COPY t FROM stdin;\na\nb", 2);
+        assert_eq!(normalize(items).last(), Some(&Item::CopyEnd));
+        let items = split_all(b"SELECT 1", 3);
+        assert_eq!(items, vec![stmt("SELECT 1\n")]);
+    }
+
+    #[test]
+    fn escape_strings_when_standard_conforming_strings_is_off() {
+        let dump = "SET standard_conforming_strings = off;\nINSERT INTO t VALUES ('a\\'; b');\nSELECT 1;\n";
+        let items = split_all(dump.as_bytes(), 4);
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[2], stmt("SELECT 1;\n"));
+    }
+
+    #[test]
+    fn dollar_signs_inside_identifiers_are_not_quotes() {
+        let items = split_all(b"SELECT a$b$c FROM t; SELECT $1;\n", 1);
+        assert_eq!(
+            items,
+            vec![stmt("SELECT a$b$c FROM t;\n"), stmt("SELECT $1;\n")]
+        );
+    }
+}
