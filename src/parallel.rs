@@ -461,6 +461,18 @@ impl ParallelLoad {
     }
 
     fn meta(&mut self, line: Vec<u8>) -> Result<()> {
+        // `\encoding X` is `SET client_encoding` for psql and the server alike: a setting.
+        if line.starts_with(b"\\encoding ") {
+            // Between items, as pg_dumpall writes it before a `\connect` to a name that is
+            // not ASCII.
+            self.end_item()?;
+            let state = Arc::make_mut(&mut self.state);
+            state.retain(|(k, _)| k != "client_encoding");
+            let mut stmt = line;
+            stmt.push(b'\n');
+            state.push(("client_encoding".into(), stmt));
+            return Ok(());
+        }
         let connect = line
             .strip_prefix(b"\\connect ")
             .or_else(|| line.strip_prefix(b"\\c "));

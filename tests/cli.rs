@@ -249,7 +249,7 @@ fn bad_option_values_are_usage_errors() {
 }
 
 #[test]
-fn pg_restore_options_on_a_plain_dump_are_said_to_be_ignored() {
+fn pg_restore_options_on_a_plain_dump_are_said_to_be_ignored_and_jobs_split_it() {
     let tmp = tempfile::tempdir().unwrap();
     cli_backup(
         tmp.path(),
@@ -262,15 +262,18 @@ fn pg_restore_options_on_a_plain_dump_are_said_to_be_ignored() {
     let out = bin()
         .args(["restore", "--bucket"])
         .arg(tmp.path())
-        .args(["--backup-id", ID, "--jobs", "4", "--dry-run"])
+        .args(["--backup-id", ID, "--jobs", "4", "--no-owner", "--dry-run"])
         .env("A9S_SECRET", SECRET)
         .run();
     assert!(out.status.success(), "{}", stderr(&out));
+    let text = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
     assert!(
-        stderr(&out).contains("--jobs 4 only apply to pg_restore"),
-        "{}",
-        stderr(&out)
+        text.contains("--no-owner only apply to pg_restore"),
+        "{text}"
     );
+    // The dry run shows the phases and N.
+    assert!(text.contains("into 4 psql connections"), "{text}");
+    assert!(text.contains("foreign keys over 4"), "{text}");
 }
 
 /// The suite-wide secret check reads stdout too (dumps, JSON reports), not only messages.

@@ -9,6 +9,7 @@ mod cli;
 mod cloud;
 mod faults;
 mod pack_verify;
+mod parallel;
 mod props;
 mod restore;
 mod safety;

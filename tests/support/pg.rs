@@ -47,6 +47,12 @@ impl Cluster {
 
     /// A libpq key=value string for `db`.
     pub fn dsn(&self, db: &str) -> String {
+        // Quoted when it must be: the corpus has databases named `Odd DB ü "q"`.
+        let db = if db.chars().all(|c| c.is_alphanumeric() || c == '_') {
+            db.to_string()
+        } else {
+            format!("'{}'", db.replace('\\', "\\\\").replace('\'', "\\'"))
+        };
         format!(
             "host={} port={} user=postgres dbname={db}",
             self.socket_dir().display(),

@@ -1,0 +1,520 @@
+//! `restore --jobs N` on plain dumps (issue 12): an equivalence corpus of real pg_dumpall and
+//! pg_dump outputs, restored over 1 to 4 connections and compared with `psql -f` of the same
+//! dump into another fresh cluster (the schema as pg_dump prints it, every table's rows,
+//! sequences, large objects); and the faults: an SQL error in a data chunk, Ctrl-C and
+//! SIGTERM in the data and in the index phase, a connection refused, a corrupt stream.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::pg::*;
+use crate::support::*;
+
+/// Everything the issue lists, in three databases with odd names. `shop` is large enough for
+/// its big tables to be cut into several COPY chunks.
+const SHOP: &str = r#"
+CREATE EXTENSION hstore; CREATE EXTENSION citext; CREATE EXTENSION pg_trgm;
+CREATE ROLE corpus_reader;
+CREATE SCHEMA sales; CREATE SCHEMA "Odd.Schema ü";
+CREATE TABLE public.customers (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name citext NOT NULL UNIQUE,
+  attrs hstore, doubled int GENERATED ALWAYS AS (id * 2) STORED, referrer int REFERENCES public.customers(id));
+INSERT INTO public.customers (name, attrs, referrer)
+  SELECT 'c' || g, hstore('k', g::text), NULLIF(g - 1, 0) FROM generate_series(1, 3000) g;
+CREATE TABLE sales.orders (id bigserial PRIMARY KEY, customer_id int NOT NULL REFERENCES public.customers(id),
+  note text, payload bytea);
+INSERT INTO sales.orders (customer_id, note, payload)
+  SELECT 1 + g % 3000, repeat('x', 40) || E'\t\\ ü\n' || g, decode(md5(g::text), 'hex') FROM generate_series(1, 120000) g;
+CREATE TABLE sales.items (order_id bigint REFERENCES sales.orders(id), line int, qty int CHECK (qty >= 0),
+  PRIMARY KEY (order_id, line));
+INSERT INTO sales.items SELECT 1 + g % 120000, g, g % 9 FROM generate_series(1, 150000) g;
+CREATE INDEX items_qty ON sales.items (qty);
+CREATE INDEX orders_note_trgm ON sales.orders USING gin (note gin_trgm_ops);
+CREATE TABLE "Odd.Schema ü"."Tab.le ✓" ("Key" text PRIMARY KEY, "select" int, v jsonb);
+INSERT INTO "Odd.Schema ü"."Tab.le ✓" SELECT 'k' || g, g, jsonb_build_object('g', g) FROM generate_series(1, 500) g;
+CREATE TABLE "Odd.Schema ü"."References" (id int PRIMARY KEY, k text REFERENCES "Odd.Schema ü"."Tab.le ✓"("Key"),
+  o bigint REFERENCES sales.orders(id));
+INSERT INTO "Odd.Schema ü"."References" SELECT g, 'k' || g, g FROM generate_series(1, 400) g;
+CREATE TABLE public."order" (id int, "user" text, "UPPER" text);
+INSERT INTO public."order" VALUES (1, 'select', 'X'), (2, NULL, E'\\.');
+CREATE TABLE public.nothing ();
+INSERT INTO public.nothing DEFAULT VALUES; INSERT INTO public.nothing DEFAULT VALUES;
+CREATE UNLOGGED TABLE public.scratch (a int);
+INSERT INTO public.scratch SELECT generate_series(1, 100);
+CREATE TABLE public.animals (id int, name text);
+CREATE TABLE public.dogs (bark text) INHERITS (public.animals);
+INSERT INTO public.animals VALUES (1, 'cat'); INSERT INTO public.dogs VALUES (2, 'rex', 'woof');
+CREATE TABLE public.events (id int, kind text, at date, PRIMARY KEY (id, at, kind)) PARTITION BY RANGE (at);
+CREATE TABLE public.events_2024 PARTITION OF public.events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')
+  PARTITION BY LIST (kind);
+CREATE TABLE public.events_2024_a PARTITION OF public.events_2024 FOR VALUES IN ('a');
+CREATE TABLE public.events_2024_other PARTITION OF public.events_2024 DEFAULT;
+CREATE TABLE public.events_default PARTITION OF public.events DEFAULT;
+INSERT INTO public.events SELECT g, CASE WHEN g % 2 = 0 THEN 'a' ELSE 'b' END, date '2023-06-01' + g % 700
+  FROM generate_series(1, 5000) g;
+CREATE INDEX events_kind ON public.events (kind);
+CREATE TABLE public.event_refs (id int PRIMARY KEY, event_id int, event_at date, event_kind text,
+  FOREIGN KEY (event_id, event_at, event_kind) REFERENCES public.events);
+INSERT INTO public.event_refs SELECT g, g, date '2023-06-01' + g % 700, CASE WHEN g % 2 = 0 THEN 'a' ELSE 'b' END
+  FROM generate_series(1, 100) g;
+CREATE MATERIALIZED VIEW sales.per_customer AS SELECT customer_id, count(*) AS n FROM sales.orders GROUP BY 1;
+CREATE UNIQUE INDEX per_customer_id ON sales.per_customer (customer_id);
+CREATE FUNCTION public.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.note := NEW.note || ';'; RETURN NEW; END $$;
+CREATE TRIGGER touch BEFORE INSERT ON sales.orders FOR EACH ROW EXECUTE FUNCTION public.touch();
+ALTER TABLE sales.orders ENABLE ROW LEVEL SECURITY;
+CREATE POLICY positive ON sales.orders USING (customer_id > 0);
+CREATE SEQUENCE public.invoice_no START 1000;
+SELECT setval('public.invoice_no', 4242);
+SELECT lo_from_bytea(0, decode(repeat('ab', 100000), 'hex'));
+SELECT lo_from_bytea(0, 'small');
+COMMENT ON INDEX sales.items_qty IS 'qty index';
+COMMENT ON TABLE sales.orders IS 'orders; with a semicolon';
+GRANT SELECT ON sales.orders TO corpus_reader;
+"#;
+
+const ODD: &str = r#"
+CREATE TABLE public.tree (id int PRIMARY KEY, parent int REFERENCES public.tree(id), body bytea, "Ünï" text);
+INSERT INTO public.tree SELECT g, NULLIF(g / 2, 0), decode(repeat(to_hex(g % 16), 8), 'hex'), E'line\nbreak ' || g
+  FROM generate_series(1, 2000) g;
+CREATE TABLE public."select" ("from" int);
+INSERT INTO public."select" VALUES (1), (NULL);
+CREATE INDEX tree_parent ON public.tree (parent);
+"#;
+
+const KEYWORD: &str = r#"
+CREATE TABLE public.t (a int PRIMARY KEY);
+INSERT INTO public.t SELECT generate_series(1, 10);
+"#;
+
+const ODD_DB: &str = "Odd DB ü \"q\"";
+
+fn source() -> Option<Cluster> {
+    let c = Cluster::start()?;
+    c.sql("postgres", "CREATE DATABASE shop");
+    c.sql("shop", SHOP);
+    c.sql("postgres", "CREATE DATABASE \"Odd DB ü \"\"q\"\"\"");
+    c.sql(ODD_DB, ODD);
+    c.sql("postgres", "CREATE DATABASE \"select\"");
+    c.sql("select", KEYWORD);
+    Some(c)
+}
+
+/// What must be the same after two restores of one dump: per database, the schema as
+/// pg_dump prints it, every table's rows (order aside), every sequence, every large object.
+fn fingerprint(c: &Cluster, db: &str) -> String {
+    let schema: String = String::from_utf8(c.tool("pg_dump", &["--schema-only", "-d", &c.dsn(db)]))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let rels = c.sql(
+        db,
+        "SELECT c.relkind::text || ' ' || c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'm', 'S') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+         AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1",
+    );
+    let mut out = vec![schema];
+    for line in rels.lines() {
+        let (kind, rel) = line.split_once(' ').unwrap();
+        let q = if kind == "S" {
+            format!("SELECT last_value || ' ' || is_called FROM {rel}")
+        } else {
+            format!(
+                "SELECT count(*) || ' ' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '-') FROM ONLY {rel} x"
+            )
+        };
+        out.push(format!("{rel}: {}", c.sql(db, &q)));
+    }
+    out.push(format!(
+        "large objects: {}",
+        c.sql(
+            db,
+            "SELECT coalesce(string_agg(oid || ':' || md5(lo_get(oid)), ',' ORDER BY oid), '-') FROM pg_largeobject_metadata"
+        )
+    ));
+    out.join("\n")
+}
+
+/// A fresh cluster with `db` created when the dump is of one database.
+fn target(db: Option<&str>) -> Option<Cluster> {
+    let c = Cluster::start()?;
+    if let Some(db) = db {
+        c.sql(
+            "postgres",
+            &format!("CREATE DATABASE \"{}\"", db.replace('"', "\"\"")),
+        );
+    }
+    Some(c)
+}
+
+/// `psql -X -q -f dump` as the manual does it.
+fn psql_f(c: &Cluster, dump: &Path, db: &str) {
+    let out = Command::new(c.bin.join("psql"))
+        .args(["-X", "-q", "-d", &c.dsn(db), "-f"])
+        .arg(dump)
+        .stdout(Stdio::null())
+        .run();
+    assert!(out.status.success(), "psql -f: {}", stderr(&out));
+}
+
+fn restore(bucket: &Path, c: &Cluster, db: &str, extra: &[&str]) -> Output {
+    bin()
+        .args(["restore", "--bucket"])
+        .arg(bucket)
+        .args(["--backup-id", ID, "--target", &c.dsn(db), "--yes"])
+        .args(extra)
+        .env("A9S_SECRET", SECRET)
+        .run()
+}
+
+fn backup_of(data: &[u8]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = pack(tmp.path(), ID, data, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    tmp
+}
+
+/// Restores `dump` with psql -f and with each of `jobs`, and compares the databases.
+fn equivalent(name: &str, dump: &[u8], single_db: Option<&str>, dbs: &[&str], jobs: &[u32]) {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("dump.sql");
+    std::fs::write(&file, dump).unwrap();
+    let connect_db = single_db.unwrap_or("postgres");
+    let Some(reference) = target(single_db) else {
+        return;
+    };
+    psql_f(&reference, &file, connect_db);
+    let expected: Vec<String> = dbs.iter().map(|db| fingerprint(&reference, db)).collect();
+    drop(reference);
+    let bucket = backup_of(dump);
+    for &j in jobs {
+        let Some(c) = target(single_db) else { return };
+        let out = restore(bucket.path(), &c, connect_db, &["--jobs", &j.to_string()]);
+        assert!(out.status.success(), "{name} --jobs {j}: {}", stderr(&out));
+        if j > 1 {
+            assert!(
+                stderr(&out).contains(&format!("over {j} connections")),
+                "{name} --jobs {j}: {}",
+                stderr(&out)
+            );
+            assert!(
+                !stderr(&out).contains("ran on one connection"),
+                "{}",
+                stderr(&out)
+            );
+        }
+        for (db, want) in dbs.iter().zip(&expected) {
+            let got = fingerprint(&c, db);
+            if &got != want {
+                let diff: Vec<String> = want
+                    .lines()
+                    .zip(got.lines())
+                    .filter(|(a, b)| a != b)
+                    .take(5)
+                    .map(|(a, b)| format!("psql -f: {a}\n   ours: {b}"))
+                    .collect();
+                panic!(
+                    "{name} --jobs {j}: database {db} differs from psql -f:\n{}",
+                    diff.join("\n")
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn pg_dumpall_over_one_to_four_connections_equals_psql_f() {
+    let Some(src) = source() else { return };
+    let dump = src.tool("pg_dumpall", &[]);
+    drop(src);
+    equivalent(
+        "pg_dumpall",
+        &dump,
+        None,
+        &["shop", ODD_DB, "select"],
+        &[1, 2, 3, 4],
+    );
+}
+
+#[test]
+fn pg_dump_plain_inserts_and_partition_root_equal_psql_f() {
+    let Some(src) = source() else { return };
+    let plain = src.tool("pg_dump", &["-Fp", "-d", &src.dsn("shop")]);
+    let root = src.tool(
+        "pg_dump",
+        &["-Fp", "--load-via-partition-root", "-d", &src.dsn("shop")],
+    );
+    let inserts = src.tool("pg_dump", &["-Fp", "--inserts", "-d", &src.dsn(ODD_DB)]);
+    let created = src.tool("pg_dump", &["-Fp", "--create", "-d", &src.dsn(ODD_DB)]);
+    // The role the grants name, as pg_dumpall would have made it.
+    drop(src);
+    let with_role = |d: &[u8]| [b"CREATE ROLE corpus_reader;\n".as_slice(), d].concat();
+    equivalent(
+        "pg_dump -Fp",
+        &with_role(&plain),
+        Some("shop"),
+        &["shop"],
+        &[2, 3],
+    );
+    equivalent(
+        "pg_dump --load-via-partition-root",
+        &with_role(&root),
+        Some("shop"),
+        &["shop"],
+        &[4],
+    );
+    equivalent("pg_dump --inserts", &inserts, Some(ODD_DB), &[ODD_DB], &[2]);
+    equivalent("pg_dump --create", &created, None, &[ODD_DB], &[3]);
+}
+
+/// A dump whose data phase and index phase take long enough to be interrupted: a CHECK that
+/// sleeps per row, and an index on an expression that sleeps per row.
+fn slow_dump(src: &Cluster) -> Vec<u8> {
+    src.sql("postgres", "CREATE DATABASE slow");
+    src.sql(
+        "slow",
+        // It naps only where `nap.off` is not set: in the restore, not here.
+        "SET nap.off = 'yes'; \
+         CREATE FUNCTION nap(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN \
+           IF current_setting('nap.off', true) IS NULL OR current_setting('nap.off', true) = '' THEN PERFORM pg_sleep(0.002); END IF; \
+           RETURN $1; END $$; \
+         CREATE TABLE a (x int CHECK (nap(x) = x)); CREATE TABLE b (x int CHECK (nap(x) = x)); \
+         INSERT INTO a SELECT generate_series(1, 3000); INSERT INTO b SELECT generate_series(1, 3000); \
+         CREATE INDEX a_nap ON a (nap(x)); CREATE INDEX b_nap ON b (nap(x));",
+    );
+    src.tool("pg_dump", &["-Fp", "-d", &src.dsn("slow")])
+}
+
+/// The restore's own connections to the target, by what they run.
+fn restore_backends(c: &Cluster) -> String {
+    c.sql(
+        "postgres",
+        "SELECT coalesce(string_agg(left(query, 40), ' | '), '') FROM pg_stat_activity \
+         WHERE application_name = 'psql' AND pid <> pg_backend_pid() AND state <> 'idle'",
+    )
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// No connection of ours is left on the target, and no psql of ours is left running.
+fn nothing_left(c: &Cluster) {
+    wait_for(
+        "the restore's connections to end",
+        Duration::from_secs(10),
+        || {
+            c.sql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'psql' AND pid <> pg_backend_pid()",
+        ) == "0"
+        },
+    );
+}
+
+#[test]
+fn ctrl_c_and_sigterm_in_the_data_and_index_phases_stop_every_connection() {
+    let Some(src) = source_slow() else { return };
+    let dump = slow_dump(&src);
+    drop(src);
+    let bucket = backup_of(&dump);
+    for (signal, phase, marker) in [("INT", "data", "COPY"), ("TERM", "index", "CREATE INDEX")] {
+        let Some(c) = target(Some("slow")) else {
+            return;
+        };
+        let journal = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+        std::fs::remove_file(&journal).unwrap();
+        let child = bin()
+            .args(["restore", "--bucket"])
+            .arg(bucket.path())
+            .args([
+                "--backup-id",
+                ID,
+                "--target",
+                &c.dsn("slow"),
+                "--yes",
+                "--jobs",
+                "2",
+            ])
+            .arg("--journal")
+            .arg(&journal)
+            .env("A9S_SECRET", SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for(
+            &format!("the {phase} phase"),
+            Duration::from_secs(60),
+            || restore_backends(&c).contains(marker),
+        );
+        send_signal(&format!("-{signal}"), child.id());
+        let t0 = Instant::now();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "SIG{signal} took {:?}",
+            t0.elapsed()
+        );
+        assert!(!out.status.success(), "SIG{signal} in the {phase} phase");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("interrupted"), "SIG{signal}: {err}");
+        nothing_left(&c);
+        let j = std::fs::read_to_string(&journal).unwrap();
+        assert!(
+            j.contains("\"fail\""),
+            "the journal records the stream's end: {j}"
+        );
+    }
+}
+
+fn source_slow() -> Option<Cluster> {
+    Cluster::start()
+}
+
+#[test]
+fn an_sql_error_in_a_data_chunk_with_on_error_stop_stops_every_connection() {
+    let Some(src) = Cluster::start() else { return };
+    src.sql("postgres", "CREATE DATABASE shop");
+    src.sql(
+        "shop",
+        "CREATE TABLE big (id int PRIMARY KEY, v text); \
+         INSERT INTO big SELECT g, repeat('v', 100) FROM generate_series(1, 200000) g;",
+    );
+    let dump = String::from_utf8(src.tool("pg_dump", &["-Fp", "-d", &src.dsn("shop")])).unwrap();
+    drop(src);
+    // One bad row in the middle of the table's data: it falls in a later chunk.
+    let bad = dump.replacen("\n150000\t", "\nnot-a-number\t", 1);
+    assert_ne!(bad, dump);
+    let bucket = backup_of(bad.as_bytes());
+    let Some(c) = target(Some("shop")) else {
+        return;
+    };
+    let journal = tempfile::tempdir().unwrap();
+    let jpath = journal.path().join("journal");
+    let out = restore(
+        bucket.path(),
+        &c,
+        "shop",
+        &[
+            "--jobs",
+            "3",
+            "--on-error-stop",
+            "--journal",
+            jpath.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("invalid input syntax for type integer"),
+        "{err}"
+    );
+    assert!(err.contains("every connection was stopped"), "{err}");
+    assert!(err.contains("of 3"), "{err}");
+    nothing_left(&c);
+    let j = std::fs::read_to_string(&jpath).unwrap();
+    assert!(j.contains("\"fail\"") && j.contains("restore"), "{j}");
+    // No index was built: the post-data never started.
+    assert_eq!(
+        c.sql(
+            "shop",
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'big'"
+        ),
+        "0"
+    );
+    // Without --on-error-stop the error is counted and the rest goes on.
+    let Some(c2) = target(Some("shop")) else {
+        return;
+    };
+    let out = restore(bucket.path(), &c2, "shop", &["--jobs", "3", "--no-verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("1 SQL error(s)"), "{}", stderr(&out));
+    assert_eq!(
+        c2.sql(
+            "shop",
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'big'"
+        ),
+        "1"
+    );
+}
+
+#[test]
+fn a_connection_that_cannot_connect_fails_the_restore_and_stops_the_others() {
+    let Some(src) = Cluster::start() else { return };
+    src.sql("postgres", "CREATE DATABASE shop");
+    src.sql(
+        "shop",
+        "CREATE TABLE t (id int PRIMARY KEY, v text); \
+         INSERT INTO t SELECT g, repeat('v', 100) FROM generate_series(1, 150000) g;",
+    );
+    let dump = src.tool("pg_dump", &["-Fp", "--no-owner", "-d", &src.dsn("shop")]);
+    drop(src);
+    let bucket = backup_of(&dump);
+    let Some(c) = target(None) else { return };
+    // A role allowed one connection: the second connection of --jobs 2 is refused.
+    c.sql("postgres", "CREATE ROLE loader LOGIN CONNECTION LIMIT 1");
+    c.sql("postgres", "CREATE DATABASE shop OWNER loader");
+    let dsn = c.dsn("shop").replace("user=postgres", "user=loader");
+    let out = bin()
+        .args(["restore", "--bucket"])
+        .arg(bucket.path())
+        .args(["--backup-id", ID, "--target", &dsn, "--yes", "--jobs", "2"])
+        .env("A9S_SECRET", SECRET)
+        .run();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("too many connections"), "{err}");
+    assert!(err.contains("connection 2 of 2"), "{err}");
+    nothing_left(&c);
+}
+
+#[test]
+fn a_corrupt_part_mid_stream_stops_every_connection() {
+    let Some(src) = Cluster::start() else { return };
+    src.sql("postgres", "CREATE DATABASE shop");
+    src.sql(
+        "shop",
+        "CREATE TABLE big (id int PRIMARY KEY, v text); \
+         INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 300000) g;",
+    );
+    let dump = src.tool("pg_dump", &["-Fp", "-d", &src.dsn("shop")]);
+    drop(src);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("dump.sql");
+    std::fs::write(&file, &dump).unwrap();
+    let bucket = tmp.path().join("b");
+    std::fs::create_dir(&bucket).unwrap();
+    let parts = split_file_gz(&file, &bucket);
+    // A byte in the middle of the second of four parts.
+    let len = std::fs::metadata(&parts[1]).unwrap().len() as usize;
+    flip_byte(&parts[1], len / 2);
+    let Some(c) = target(Some("shop")) else {
+        return;
+    };
+    let out = restore(&bucket, &c, "shop", &["--jobs", "2"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("part"), "{err}");
+    assert!(!err.contains("restore: done"), "{err}");
+    nothing_left(&c);
+}
+
+/// gzip | openssl enc | split into 4 parts with the real tools.
+fn split_file_gz(file: &Path, dir: &Path) -> Vec<std::path::PathBuf> {
+    sh(
+        &format!(
+            "cd '{}' && gzip -c '{}' | openssl enc -aes256 -md md5 -pass env:S > all.enc && \
+             split -n 4 --numeric-suffixes=1 -a 1 all.enc '{ID}-' && rm all.enc",
+            dir.display(),
+            file.display()
+        ),
+        SECRET,
+    );
+    parts_in(dir, ID)
+}
