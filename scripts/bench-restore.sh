@@ -3,6 +3,8 @@
 # on an already decrypted file, same dump, same throwaway cluster, alternating.
 #
 #   scripts/bench-restore.sh [SIZE] [RUNS]        e.g. scripts/bench-restore.sh 1GiB 3
+#   scripts/bench-restore.sh --jobs [SCALE] [RUNS] restore --jobs N on a pgbench pg_dumpall
+#                                                  (scripts/bench-restore-jobs.sh)
 #
 #   manual:  cat $(ls -1v ID-*) | openssl enc -d | gunzip -c > dump.sql; psql -X -q -f dump.sql
 #   psql -f: psql -X -q -f dump.sql   (the decrypted file already there)
@@ -15,6 +17,7 @@
 # numbers compare the pipelines, not the disk. The database the dump creates is dropped
 # between runs.
 set -euo pipefail
+if [ "${1:-}" = "--jobs" ]; then shift; exec "$(dirname "$0")/bench-restore-jobs.sh" "$@"; fi
 SIZE=${1:-1GiB}
 RUNS=${2:-3}
 cd "$(dirname "$0")/.."

@@ -446,7 +446,7 @@ pub struct LoadArgs {
     /// N, foreign keys over N, the rest in order (no spool). A custom-format dump goes to
     /// pg_restore --jobs N, which needs the archive spooled to a 0600 file in --spool-dir first
     /// (removed afterwards). 1 (the default) is one psql or pg_restore reading the stream.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub jobs: Option<u32>,
 
     /// Where --jobs spools the archive [default: the system temp directory].
@@ -1074,7 +1074,8 @@ async fn restore_inner(
     };
     let vars = parse_vars(&args.vars)?;
     let (source, req) = backup_request(&args.backup, ui, &shutdown).await?;
-    let opts = config::restore_options(&args, target, ui.progress, shutdown.clone());
+    let mut opts = config::restore_options(&args, target, ui.progress, shutdown.clone());
+    opts.load.verbose = ui.verbose;
     let prepared =
         restore::prepare_restore(source, &req, &plan_name, &plan_file, &vars, &opts).await?;
     describe_plan(&prepared.backup, ui);
@@ -1156,7 +1157,8 @@ async fn drill_inner(
         tokio::task::spawn_blocking(move || TempCluster::start(&start_tools, work_dir.as_deref()))
             .await
             .map_err(|e| anyhow::anyhow!("starting the drill cluster: {e}"))??;
-    let opts = config::drill_options(&args.load, cluster.conninfo(), ui.progress, shutdown);
+    let mut opts = config::drill_options(&args.load, cluster.conninfo(), ui.progress, shutdown);
+    opts.load.verbose = ui.verbose;
     // Whatever happens from here on, the cluster is stopped (or kept) below, off the runtime.
     let result: anyhow::Result<()> = async {
         let plan = PlanFile::parse("drill", a9s_recover::plan::DEFAULT_PLAN)?;

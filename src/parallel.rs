@@ -56,6 +56,8 @@ pub struct Config {
     pub conn: ConnInfo,
     pub on_error_stop: bool,
     pub jobs: u32,
+    /// Say on stderr what each connection is doing and when each phase ends (`-v`).
+    pub verbose: bool,
     pub(crate) children: crate::child::Children,
 }
 
@@ -71,6 +73,9 @@ pub struct Phases {
     pub fk_seconds: f64,
     pub rest_seconds: f64,
     pub copy_chunks: u64,
+    /// COPY rows and their bytes sent over the connections.
+    pub data_rows: u64,
+    pub data_bytes: u64,
     /// Items that ran as barriers or after the stream fell back to one connection.
     pub serial_items: u64,
     /// Set when the stream fell back to one connection, and why.
@@ -295,6 +300,13 @@ impl ParallelLoad {
         Ok(false)
     }
 
+    /// A line on stderr with `-v`.
+    fn say(&self, msg: &str) {
+        if self.cfg.verbose {
+            eprintln!("a9s-recover: restore --jobs {}: {msg}", self.cfg.jobs);
+        }
+    }
+
     fn describe_db(&self) -> String {
         match &self.db {
             Some(d) => format!("database {d}"),
@@ -433,6 +445,8 @@ impl ParallelLoad {
         match &self.copy {
             Some(CopyMode::Parallel { statement, table }) => {
                 *self.table_bytes.entry(canonical_table(table)).or_default() += rows.len() as u64;
+                self.phases.data_rows += memchr::memchr_iter(b'\n', &rows).count() as u64;
+                self.phases.data_bytes += rows.len() as u64;
                 let mut text = Vec::with_capacity(statement.len() + rows.len() + 3);
                 text.extend_from_slice(statement);
                 text.extend_from_slice(&rows);
@@ -596,6 +610,13 @@ impl ParallelLoad {
             pool.serial(u, true)?;
         }
         pool.wait_all_idle()?;
+        self.say(&format!(
+            "{}: indexes and constraints {:.1}s, foreign keys {:.1}s, the rest {:.1}s",
+            self.describe_db(),
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64(),
+            t2.elapsed().as_secs_f64()
+        ));
         self.phases.index_seconds += (t1 - t0).as_secs_f64();
         self.phases.fk_seconds += (t2 - t1).as_secs_f64();
         self.phases.rest_seconds += t2.elapsed().as_secs_f64();
@@ -974,6 +995,8 @@ struct Pool {
     serial_pending: bool,
     /// When the first parallel unit was sent (the end of the schema phase).
     first_parallel: Option<Instant>,
+    /// The connection the last data unit went to.
+    last_pick: usize,
 }
 
 impl Pool {
@@ -994,6 +1017,7 @@ impl Pool {
             }),
             serial_pending: false,
             first_parallel: None,
+            last_pick: 0,
         };
         pool.spawn(token)?;
         Ok(pool)
@@ -1139,6 +1163,14 @@ impl Pool {
 
     /// Sends a unit to connection `w`, bringing it to the unit's settings first.
     fn send(&mut self, w: usize, unit: Unit, locks: Option<Locks>) -> Result<()> {
+        if self.cfg.verbose {
+            eprintln!(
+                "a9s-recover: restore --jobs {}: connection {}: {}",
+                self.cfg.jobs,
+                w + 1,
+                describe_unit(&unit.text)
+            );
+        }
         let worker = &mut self.workers[w];
         let mut bytes = settle_bytes(&worker.applied, &unit.before);
         bytes.extend_from_slice(&unit.text);
@@ -1220,19 +1252,18 @@ impl Pool {
         self.ensure_all()?;
         self.first_parallel.get_or_insert_with(Instant::now);
         let n = self.workers.len();
-        let mut pick = 0;
         self.wait(|p, st| (0..n).any(|w| p.outstanding(st, w) < DEPTH))?;
-        {
+        // The least queued; of equals, the next after the last one picked, so that the
+        // connections (and their psql processes) share the work even when the stream is slower
+        // than they are.
+        let pick = {
             let st = self.shared.lock();
-            let mut best = u64::MAX;
-            for w in 0..n {
-                let o = self.outstanding(&st, w);
-                if o < best {
-                    best = o;
-                    pick = w;
-                }
-            }
-        }
+            (1..=n)
+                .map(|k| (self.last_pick + k) % n)
+                .min_by_key(|&w| self.outstanding(&st, w))
+                .unwrap_or(0)
+        };
+        self.last_pick = pick;
         self.send(pick, unit, None)
     }
 
@@ -1371,6 +1402,23 @@ impl Drop for Pool {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A unit for `-v`: its first line, and for a COPY chunk its rows and size.
+fn describe_unit(text: &[u8]) -> String {
+    let first = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let mut line = String::from_utf8_lossy(&first[..first.len().min(80)]).into_owned();
+    if first.len() > 80 {
+        line.push('…');
+    }
+    if first.starts_with(b"COPY ") {
+        let rows = memchr::memchr_iter(b'\n', text).count().saturating_sub(2);
+        line.push_str(&format!(
+            " ({rows} rows, {})",
+            crate::format_bytes(text.len() as u64)
+        ));
+    }
+    line
 }
 
 /// What brings a connection from the settings `have` to `want`: the settings it has that

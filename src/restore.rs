@@ -64,6 +64,8 @@ pub struct LoadOptions {
     pub pg_restore_args: Vec<String>,
     pub jobs: Option<u32>,
     pub spool_dir: PathBuf,
+    /// Say on stderr what each connection of a parallel restore is doing (`-v`).
+    pub verbose: bool,
 }
 
 /// What is checked besides what always is.
@@ -306,6 +308,7 @@ pub async fn prepare_restore(
                     conn: opts.target.clone(),
                     on_error_stop,
                     jobs,
+                    verbose: opts.load.verbose,
                 },
                 line,
             )

@@ -42,6 +42,8 @@ pub enum Output {
         conn: ConnInfo,
         on_error_stop: bool,
         jobs: u32,
+        /// Say what each connection is doing, on stderr.
+        verbose: bool,
     },
     /// `pg_restore` reading a custom-format archive.
     PgRestore {
@@ -247,12 +249,14 @@ impl Output {
                 conn,
                 on_error_stop,
                 jobs,
+                verbose,
             } => Ok(Sink::Parallel(Box::new(
                 crate::parallel::ParallelLoad::new(crate::parallel::Config {
                     program: program.clone(),
                     conn: conn.clone(),
                     on_error_stop: *on_error_stop,
                     jobs: *jobs,
+                    verbose: *verbose,
                     children: children.clone(),
                 }),
             ))),

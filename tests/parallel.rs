@@ -518,3 +518,43 @@ fn split_file_gz(file: &Path, dir: &Path) -> Vec<std::path::PathBuf> {
     );
     parts_in(dir, ID)
 }
+
+#[test]
+fn drill_with_jobs_loads_over_n_connections_and_says_what_each_does_with_v() {
+    let Some(src) = Cluster::start() else { return };
+    src.sql("postgres", "CREATE DATABASE shop");
+    src.sql(
+        "shop",
+        "CREATE TABLE big (id int PRIMARY KEY, v text); \
+         INSERT INTO big SELECT g, repeat('v', 100) FROM generate_series(1, 120000) g; \
+         CREATE INDEX big_v ON big (v);",
+    );
+    let dump = src.tool("pg_dumpall", &[]);
+    drop(src);
+    let bucket = backup_of(&dump);
+    let out = bin()
+        .args(["drill", "--bucket"])
+        .arg(bucket.path())
+        .args(["--backup-id", ID, "--jobs", "2", "-v"])
+        .env("A9S_SECRET", SECRET)
+        .run();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("over 2 connections"), "{err}");
+    assert!(err.contains("120000 rows"), "{err}");
+    // -v: what each connection runs, and the phases as they end.
+    assert!(err.contains("connection 2: COPY public.big"), "{err}");
+    assert!(
+        err.contains("connection 1: CREATE") || err.contains("connection 2: CREATE"),
+        "{err}"
+    );
+    assert!(err.contains("indexes and constraints"), "{err}");
+    // --jobs 0 is a usage error.
+    let out = bin()
+        .args(["drill", "--bucket"])
+        .arg(bucket.path())
+        .args(["--backup-id", ID, "--jobs", "0"])
+        .env("A9S_SECRET", SECRET)
+        .run();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

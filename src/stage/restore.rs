@@ -92,11 +92,13 @@ impl Kind for Restore {
         if let Some(c) = &r.restore {
             if let Some(p) = &c.phases {
                 detail.push_str(&format!(
-                    "; over {} connections: schema {:.1}s, data {:.1}s ({} chunks), indexes and constraints {:.1}s, \
-                     foreign keys {:.1}s, the rest {:.1}s",
+                    "; over {} connections: schema {:.1}s, data {:.1}s ({} rows, {} in {} chunks), \
+                     indexes and constraints {:.1}s, foreign keys {:.1}s, the rest {:.1}s",
                     p.connections,
                     p.schema_seconds,
                     p.data_seconds,
+                    p.data_rows,
+                    crate::format_bytes(p.data_bytes),
                     p.copy_chunks,
                     p.index_seconds,
                     p.fk_seconds,

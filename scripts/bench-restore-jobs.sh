@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# restore --jobs N on a plain pg_dumpall (issue 12), against psql -f on the decrypted file.
+#
+#   scripts/bench-restore.sh --jobs [SCALE] [RUNS]      e.g. scripts/bench-restore.sh --jobs 30 3
+#
+# The dump: `pgbench -i -s SCALE` plus `orders` (SCALE * 66667 rows) and `items` (SCALE * 50000
+# rows, a foreign key to orders) with secondary indexes, dumped with pg_dumpall, packed with the
+# real gzip | openssl enc | split. Each contender runs RUNS times, alternating, each time into a
+# fresh cluster (initdb, not timed):
+#
+#   psql -f:   psql -X -q -f dump.sql        (the decrypted file already there)
+#   jobs1:     a9s-recover restore --no-verify            (one psql reading the stream)
+#   jobs2/4:   a9s-recover restore --no-verify --jobs N   (the stream split over N connections)
+#
+# psql -f is timed in two halves, the dump cut before its first index or constraint (the
+# second half starts with `\connect bench`): schema and data, then post-data. Their sum is the
+# psql -f time; the first half is its data phase (with the schema, a fraction of a second).
+#
+# Printed: the medians, the ratio to psql -f, the phases of the --jobs runs (from --json), and
+# the peak memory (max RSS) of a9s-recover itself. The clusters run PostgreSQL's default
+# settings (the issue's goal is stated for them); BENCH_PG_OPTS adds server options, e.g.
+# BENCH_PG_OPTS="-c fsync=off -c full_page_writes=off" to compare the loaders without the disk.
+set -euo pipefail
+SCALE=${1:-30}
+RUNS=${2:-3}
+cd "$(dirname "$0")/.."
+cargo build --release --quiet --bin a9s-recover
+BIN=$PWD/target/release/a9s-recover
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/a9s-bench-jobs.XXXXXX")
+AS=""
+if [ "$(id -u)" = 0 ]; then chown postgres: "$WORK"; AS="runuser -u postgres --"; fi
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cleanup() { $AS "$PGBIN/pg_ctl" -D "$WORK/data" -m immediate stop > /dev/null 2>&1 || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+fresh() {
+  $AS "$PGBIN/pg_ctl" -D "$WORK/data" -m immediate stop > /dev/null 2>&1 || true
+  rm -rf "$WORK/data"
+  $AS "$PGBIN/initdb" -D "$WORK/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync > /dev/null
+  $AS "$PGBIN/pg_ctl" -D "$WORK/data" -o "-p $PORT -k $WORK -c listen_addresses='' ${BENCH_PG_OPTS:-}" -l "$WORK/log" -w start > /dev/null
+}
+DSN="host=$WORK port=$PORT user=postgres dbname=postgres"
+export S=bench-secret-not-real A9S_SECRET=bench-secret-not-real
+ID=bench0000-0000-0000-0000-000000000000-1700000000000
+
+fresh
+"$PGBIN/psql" -X -q -d "$DSN" -c "CREATE DATABASE bench"
+"$PGBIN/pgbench" -q -i -s "$SCALE" -h "$WORK" -p "$PORT" -U postgres bench > /dev/null 2>&1
+"$PGBIN/psql" -X -q -d "host=$WORK port=$PORT user=postgres dbname=bench" <<SQL
+CREATE TABLE orders (id bigint PRIMARY KEY, customer int NOT NULL, placed date NOT NULL, note text);
+INSERT INTO orders SELECT g, g % 50000, date '2024-01-01' + g % 365, 'order ' || g FROM generate_series(1, $SCALE * 66667) g;
+CREATE TABLE items (id bigint PRIMARY KEY, order_id bigint NOT NULL REFERENCES orders(id), sku text, qty int);
+INSERT INTO items SELECT g, 1 + g % ($SCALE * 66667), 'sku-' || (g % 1000), g % 9 FROM generate_series(1, $SCALE * 50000) g;
+CREATE INDEX orders_customer ON orders (customer);
+CREATE INDEX orders_placed ON orders (placed);
+CREATE INDEX items_order ON items (order_id);
+CREATE INDEX items_sku ON items (sku);
+ALTER TABLE pgbench_accounts ADD CONSTRAINT accounts_branch FOREIGN KEY (bid) REFERENCES pgbench_branches (bid);
+SQL
+"$PGBIN/pg_dumpall" -h "$WORK" -p "$PORT" -U postgres > "$WORK/dump.sql"
+DUMP=$(stat -c %s "$WORK/dump.sql")
+CUT=$(grep -n -m1 -E '^-- Name: .*; Type: (CONSTRAINT|INDEX|FK CONSTRAINT);' "$WORK/dump.sql" | cut -d: -f1)
+head -n $((CUT - 1)) "$WORK/dump.sql" > "$WORK/pre-and-data.sql"
+{ echo '\connect bench'; tail -n +"$CUT" "$WORK/dump.sql"; } > "$WORK/post.sql"
+mkdir -p "$WORK/b"
+( cd "$WORK/b" && gzip -6 < "$WORK/dump.sql" | openssl enc -aes256 -md md5 -pass env:S 2>/dev/null \
+    | split -b 256M --numeric-suffixes=1 -a 4 - "$ID-" )
+for f in "$WORK/b/$ID-"*; do n=${f##*-}; mv "$f" "$WORK/b/$ID-$((10#$n))"; done
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'); commit $(git rev-parse --short HEAD)"
+echo "dump:    $DUMP bytes (pg_dumpall of pgbench -s $SCALE + orders/items), $(grep -c '^COPY ' "$WORK/dump.sql") COPY blocks"
+
+t() { local s e; s=$(date +%s.%N); "$@"; e=$(date +%s.%N); echo "$e - $s" | bc; }
+psqlf() {
+  local s m e
+  s=$(date +%s.%N)
+  "$PGBIN/psql" -X -q -d "$DSN" -f "$WORK/pre-and-data.sql" > /dev/null 2>&1
+  m=$(date +%s.%N)
+  "$PGBIN/psql" -X -q -d "$DSN" -f "$WORK/post.sql" > /dev/null 2>&1
+  e=$(date +%s.%N)
+  echo "schema+data $(echo "$m - $s" | bc | xargs printf %.1f) post-data $(echo "$e - $m" | bc | xargs printf %.1f)" >> "$WORK/psqlf.phases"
+}
+ours() {
+  /usr/bin/time -f %M -o "$WORK/rss.$1" "$BIN" restore --bucket "$WORK/b" --backup-id "$ID" --target "$DSN" \
+    --yes --no-verify -q --jobs "$1" --json > "$WORK/last.$1.json"
+  cat "$WORK/rss.$1" >> "$WORK/jobs$1.rss"
+  python3 - "$WORK/last.$1.json" >> "$WORK/jobs$1.phases" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+p = (d.get("stream") or {}).get("restore", {}).get("phases")
+if p:
+    print("schema %.1f data %.1f indexes %.1f fks %.1f rest %.1f chunks %d%s" % (
+        p["schema_seconds"], p["data_seconds"], p["index_seconds"], p["fk_seconds"], p["rest_seconds"],
+        p["copy_chunks"], "" if not p["fallback"] else " FALLBACK: " + p["fallback"]))
+PY
+}
+jobs1() { ours 1; }
+jobs2() { ours 2; }
+jobs4() { ours 4; }
+NAMES="psqlf jobs1 jobs2 jobs4"
+for _ in $(seq "$RUNS"); do
+  for name in $NAMES; do
+    fresh
+    t $name >> "$WORK/$name.t"
+  done
+done
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+P=$(median < "$WORK/psqlf.t")
+printf '\n| contender | median s | vs psql -f | peak RSS of a9s-recover |\n|---|---:|---:|---:|\n'
+for name in $NAMES; do
+  m=$(median < "$WORK/$name.t")
+  rss="-"
+  [ -f "$WORK/$name.rss" ] && rss="$(( $(sort -n "$WORK/$name.rss" | tail -1) / 1024 )) MiB"
+  awk -v n="$name" -v m="$m" -v P="$P" -v r="$rss" 'BEGIN {printf "| %s | %.2f | %.2fx | %s |\n", n, m, m/P, r}'
+done
+echo
+for name in $NAMES; do echo "  $name: $(tr '\n' ' ' < "$WORK/$name.t")"; done
+echo "  phases psql -f (s):"
+sed 's/^/    /' "$WORK/psqlf.phases"
+for j in 2 4; do
+  echo "  phases --jobs $j (s):"
+  sed 's/^/    /' "$WORK/jobs$j.phases"
+done
