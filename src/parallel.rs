@@ -95,16 +95,42 @@ enum Section {
 /// Which tables a post-data item locks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Locks {
-    Tables(Vec<String>),
+    /// `shared`: a lone `CREATE INDEX`, whose SHARE lock lets another `CREATE INDEX` on the
+    /// same table run beside it; anything else (`ADD PRIMARY KEY` takes ACCESS EXCLUSIVE, a
+    /// foreign key SHARE ROW EXCLUSIVE on both tables) excludes every other item there.
+    Tables { tables: Vec<String>, shared: bool },
     /// Unknown: conflicts with everything.
     All,
 }
 
 impl Locks {
+    fn exclusive(tables: Vec<String>) -> Locks {
+        Locks::Tables {
+            tables,
+            shared: false,
+        }
+    }
+
     fn conflicts(&self, other: &Locks) -> bool {
         match (self, other) {
-            (Locks::Tables(a), Locks::Tables(b)) => a.iter().any(|t| b.contains(t)),
+            (
+                Locks::Tables {
+                    tables: a,
+                    shared: sa,
+                },
+                Locks::Tables {
+                    tables: b,
+                    shared: sb,
+                },
+            ) => !(*sa && *sb) && a.iter().any(|t| b.contains(t)),
             _ => true,
+        }
+    }
+
+    fn first_table(&self) -> Option<&String> {
+        match self {
+            Locks::Tables { tables, .. } => tables.first(),
+            Locks::All => None,
         }
     }
 }
@@ -138,6 +164,8 @@ struct PostItem {
 #[derive(Debug, Default)]
 struct Pending {
     text: Vec<u8>,
+    /// How many statements `text` holds.
+    statements: usize,
     /// The settings when its first statement came.
     before: Option<State>,
 }
@@ -357,6 +385,7 @@ impl ParallelLoad {
                 // Inside an item: it runs there, in its place, too.
                 self.flush_inserts()?;
                 self.pending.text.extend_from_slice(&text);
+                self.pending.statements += 1;
             }
             return Ok(());
         }
@@ -383,6 +412,7 @@ impl ParallelLoad {
             self.pending.before = Some(self.state.clone());
         }
         self.pending.text.extend_from_slice(&text);
+        self.pending.statements += 1;
         Ok(())
     }
 
@@ -551,15 +581,16 @@ impl ParallelLoad {
             before,
             after: self.state.clone(),
         };
-        let class = classify_post(self.entry_kind(), &unit.text);
+        let statements = std::mem::take(&mut self.pending.statements);
+        let class = classify_post(self.entry_kind(), &unit.text, statements);
         if class == PostClass::Unknown {
             self.flush_post()?;
             self.phases.serial_items += 1;
             return self.pool()?.serial(unit, true);
         }
         let weight = match &class {
-            PostClass::Index(Locks::Tables(t)) | PostClass::Fk(Locks::Tables(t)) => t
-                .first()
+            PostClass::Index(l) | PostClass::Fk(l) => l
+                .first_table()
                 .and_then(|t| self.table_bytes.get(t))
                 .copied()
                 .unwrap_or(0),
@@ -598,14 +629,23 @@ impl ParallelLoad {
             }
         }
         let t0 = Instant::now();
-        pool.schedule(index)?;
-        for u in attach {
-            pool.serial(u, true)?;
-        }
-        pool.wait_all_idle()?;
-        let t1 = Instant::now();
-        pool.schedule(fk)?;
-        let t2 = Instant::now();
+        let (t1, t2) = if attach.is_empty() {
+            // One schedule: a foreign key starts as soon as nothing on its two tables is
+            // left to run before it (its referenced key included), while other indexes build.
+            let t1 = pool.schedule(index, fk)?;
+            (t1, Instant::now())
+        } else {
+            // Partitioned indexes are attached in between: keys first, then the attaches,
+            // then the foreign keys that may reference them.
+            pool.schedule(index, Vec::new())?;
+            for u in attach {
+                pool.serial(u, true)?;
+            }
+            pool.wait_all_idle()?;
+            let t1 = Instant::now();
+            pool.schedule(fk, Vec::new())?;
+            (t1, Instant::now())
+        };
         for u in rest {
             pool.serial(u, true)?;
         }
@@ -826,7 +866,7 @@ fn transaction_statement(text: &[u8]) -> Option<bool> {
 }
 
 /// A post-data item's phase, from its header's type, checked against its statement.
-fn classify_post(kind: &str, text: &[u8]) -> PostClass {
+fn classify_post(kind: &str, text: &[u8], statements: usize) -> PostClass {
     let s = String::from_utf8_lossy(text);
     let s = s.trim_start();
     match kind {
@@ -835,12 +875,15 @@ fn classify_post(kind: &str, text: &[u8]) -> PostClass {
                 .strip_prefix("CREATE INDEX ")
                 .or_else(|| s.strip_prefix("CREATE UNIQUE INDEX "));
             match rest.and_then(index_table) {
-                Some(t) => PostClass::Index(Locks::Tables(vec![t])),
+                Some(t) => PostClass::Index(Locks::Tables {
+                    tables: vec![t],
+                    shared: statements == 1,
+                }),
                 None => PostClass::Unknown,
             }
         }
         "CONSTRAINT" | "CHECK CONSTRAINT" => match alter_table(s) {
-            Some((t, _)) => PostClass::Index(Locks::Tables(vec![t])),
+            Some((t, _)) => PostClass::Index(Locks::exclusive(vec![t])),
             None => PostClass::Unknown,
         },
         "FK CONSTRAINT" => match alter_table(s) {
@@ -848,7 +891,7 @@ fn classify_post(kind: &str, text: &[u8]) -> PostClass {
                 .find(" REFERENCES ")
                 .and_then(|k| parse_qualified(&rest[k + " REFERENCES ".len()..]).map(|(r, _)| r))
             {
-                Some(r) => PostClass::Fk(Locks::Tables(vec![t, r])),
+                Some(r) => PostClass::Fk(Locks::exclusive(vec![t, r])),
                 None => PostClass::Fk(Locks::All),
             },
             None => PostClass::Unknown,
@@ -980,7 +1023,7 @@ struct Worker {
     applied: State,
     /// Units sent, and the locks of those not yet known done (in order).
     sent: u64,
-    running: std::collections::VecDeque<(u64, Locks)>,
+    running: std::collections::VecDeque<(u64, Locks, bool)>,
 }
 
 /// The connections to one database.
@@ -1162,7 +1205,7 @@ impl Pool {
     }
 
     /// Sends a unit to connection `w`, bringing it to the unit's settings first.
-    fn send(&mut self, w: usize, unit: Unit, locks: Option<Locks>) -> Result<()> {
+    fn send(&mut self, w: usize, unit: Unit, locks: Option<(Locks, bool)>) -> Result<()> {
         if self.cfg.verbose {
             eprintln!(
                 "a9s-recover: restore --jobs {}: connection {}: {}",
@@ -1177,8 +1220,8 @@ impl Pool {
         bytes.extend_from_slice(&self.marker);
         worker.applied = unit.after;
         worker.sent += 1;
-        if let Some(l) = locks {
-            worker.running.push_back((worker.sent, l));
+        if let Some((l, later)) = locks {
+            worker.running.push_back((worker.sent, l, later));
         }
         let tx = worker.tx.as_ref().expect("open");
         if tx.send(Job { bytes }).is_err() {
@@ -1277,60 +1320,80 @@ impl Pool {
         Ok(())
     }
 
-    /// Post-data items in parallel: one at a time per connection; never two on a shared table
-    /// at once; of two on the same table the earlier first; the largest tables first.
-    fn schedule(&mut self, mut items: Vec<(Locks, u64, Unit)>) -> Result<()> {
-        if items.is_empty() {
-            return Ok(());
+    /// Post-data items in parallel: one at a time per connection; never two conflicting
+    /// items at once (see [`Locks`]); of two that conflict the earlier first; the largest
+    /// tables first. `after` (foreign keys) follow `items` in that order, so a foreign key waits
+    /// for every earlier item on either of its tables. Returns when the last of `items` ended.
+    fn schedule(
+        &mut self,
+        mut items: Vec<(Locks, u64, Unit)>,
+        mut after: Vec<(Locks, u64, Unit)>,
+    ) -> Result<Instant> {
+        if items.is_empty() && after.is_empty() {
+            return Ok(Instant::now());
         }
         self.wait_all_idle()?;
         self.ensure_all()?;
         // Stable: items of one table keep their order.
         items.sort_by_key(|i| std::cmp::Reverse(i.1));
-        let mut pending: Vec<(Locks, Unit)> = items.into_iter().map(|(l, _, u)| (l, u)).collect();
+        after.sort_by_key(|i| std::cmp::Reverse(i.1));
+        let first_group = items.len();
+        let mut pending: Vec<(Locks, Unit, bool)> = items
+            .into_iter()
+            .map(|(l, _, u)| (l, u, false))
+            .chain(after.into_iter().map(|(l, _, u)| (l, u, true)))
+            .collect();
         let n = self.workers.len();
-        while !pending.is_empty() {
+        let mut items_done = (first_group == 0).then(Instant::now);
+        loop {
             // What is still running, and who is idle.
-            let (running, idle): (Vec<Locks>, Option<usize>) = {
+            let (running, idle, first_running): (Vec<Locks>, Option<usize>, bool) = {
                 let st = self.shared.lock();
                 let mut running = Vec::new();
                 let mut idle = None;
+                let mut first_running = false;
                 for w in 0..n {
                     let done = st.done[w];
                     let worker = &self.workers[w];
-                    running.extend(
-                        worker
-                            .running
-                            .iter()
-                            .filter(|(seq, _)| *seq > done)
-                            .map(|(_, l)| l.clone()),
-                    );
+                    for (seq, l, later) in &worker.running {
+                        if *seq > done {
+                            running.push(l.clone());
+                            first_running |= !later;
+                        }
+                    }
                     if idle.is_none() && worker.sent == done {
                         idle = Some(w);
                     }
                 }
-                (running, idle)
+                (running, idle, first_running)
             };
-            let next = idle.and_then(|_| {
-                (0..pending.len()).find(|&i| {
-                    let l = &pending[i].0;
-                    !running.iter().any(|r| r.conflicts(l))
-                        && !pending[..i].iter().any(|(p, _)| p.conflicts(l))
-                })
-            });
-            match (idle, next) {
-                (Some(w), Some(i)) => {
-                    let (locks, unit) = pending.remove(i);
-                    self.workers[w].running.clear();
-                    self.send(w, unit, Some(locks))?;
+            if items_done.is_none() && !first_running && !pending.iter().any(|p| !p.2) {
+                items_done = Some(Instant::now());
+            }
+            if pending.is_empty() {
+                if running.is_empty() {
+                    break;
                 }
-                _ => {
-                    let snapshot: Vec<u64> = self.shared.lock().done.clone();
-                    self.wait(|_, st| st.done != snapshot)?;
+            } else {
+                let next = idle.and_then(|_| {
+                    (0..pending.len()).find(|&i| {
+                        let l = &pending[i].0;
+                        !running.iter().any(|r| r.conflicts(l))
+                            && !pending[..i].iter().any(|(p, _, _)| p.conflicts(l))
+                    })
+                });
+                if let (Some(w), Some(i)) = (idle, next) {
+                    let (locks, unit, later) = pending.remove(i);
+                    self.workers[w].running.clear();
+                    self.send(w, unit, Some((locks, later)))?;
+                    continue;
                 }
             }
+            let snapshot: Vec<u64> = self.shared.lock().done.clone();
+            self.wait(|_, st| st.done != snapshot)?;
         }
-        self.wait_all_idle()
+        self.wait_all_idle()?;
+        Ok(items_done.unwrap_or_else(Instant::now))
     }
 
     /// Closes every connection (end of input) and waits for them.
@@ -1502,37 +1565,51 @@ mod tests {
     #[test]
     fn post_data_items_are_classified_by_header_and_statement() {
         assert_eq!(
-            classify_post("INDEX", b"CREATE INDEX i ON public.t USING btree (a);\n"),
-            PostClass::Index(Locks::Tables(vec!["\"public\".\"t\"".into()]))
+            classify_post("INDEX", b"CREATE INDEX i ON public.t USING btree (a);\n", 1),
+            PostClass::Index(Locks::Tables {
+                tables: vec!["\"public\".\"t\"".into()],
+                shared: true
+            })
         );
         assert_eq!(
             classify_post(
                 "INDEX",
-                b"CREATE UNIQUE INDEX \"I x\" ON ONLY \"S\".\"T.1\" USING btree (a);\n"
+                b"CREATE UNIQUE INDEX \"I x\" ON ONLY \"S\".\"T.1\" USING btree (a);\nALTER TABLE \"S\".\"T.1\" CLUSTER ON \"I x\";\n",
+                2
             ),
-            PostClass::Index(Locks::Tables(vec!["\"S\".\"T.1\"".into()]))
+            PostClass::Index(Locks::exclusive(vec!["\"S\".\"T.1\"".into()]))
         );
         assert_eq!(
             classify_post(
                 "FK CONSTRAINT",
-                b"ALTER TABLE ONLY public.items\n    ADD CONSTRAINT f FOREIGN KEY (o) REFERENCES public.orders(id);\n"
+                b"ALTER TABLE ONLY public.items\n    ADD CONSTRAINT f FOREIGN KEY (o) REFERENCES public.orders(id);\n",
+                1
             ),
-            PostClass::Fk(Locks::Tables(vec![
+            PostClass::Fk(Locks::exclusive(vec![
                 "\"public\".\"items\"".into(),
                 "\"public\".\"orders\"".into()
             ]))
         );
+        // Two lone CREATE INDEX on one table may run together; a key and an index may not.
+        let share = |t: &str| Locks::Tables {
+            tables: vec![t.into()],
+            shared: true,
+        };
+        assert!(!share("a").conflicts(&share("a")));
+        assert!(share("a").conflicts(&Locks::exclusive(vec!["a".into()])));
+        assert!(!share("a").conflicts(&Locks::exclusive(vec!["b".into()])));
+        assert!(Locks::All.conflicts(&share("b")));
         // A header that says INDEX over a statement that is not one: run it in its place.
         assert_eq!(
-            classify_post("INDEX", b"DROP TABLE t;\n"),
+            classify_post("INDEX", b"DROP TABLE t;\n", 1),
             PostClass::Unknown
         );
         assert_eq!(
-            classify_post("TRIGGER", b"CREATE TRIGGER x ...;\n"),
+            classify_post("TRIGGER", b"CREATE TRIGGER x ...;\n", 1),
             PostClass::Rest
         );
         assert_eq!(
-            classify_post("SOMETHING NEW", b"SELECT 1;\n"),
+            classify_post("SOMETHING NEW", b"SELECT 1;\n", 1),
             PostClass::Unknown
         );
         assert_eq!(canonical_table("public.Orders"), "\"public\".\"orders\"");
