@@ -69,7 +69,17 @@ for f in "$WORK/b/$ID-"*; do n=${f##*-}; mv "$f" "$WORK/b/$ID-$((10#$n))"; done
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'); commit $(git rev-parse --short HEAD)"
 echo "dump:    $DUMP bytes (pg_dumpall of pgbench -s $SCALE + orders/items), $(grep -c '^COPY ' "$WORK/dump.sql") COPY blocks"
 
-t() { local s e; s=$(date +%s.%N); "$@"; e=$(date +%s.%N); echo "$e - $s" | bc; }
+# Busy core-seconds of the whole machine (/proc/stat, all processes: server, psql, ours) and
+# the share of the cores they kept busy, per run: where a contender leaves cores idle.
+busy() { awk '/^cpu /{print $2+$3+$4+$7+$8, $5+$6}' /proc/stat; }
+t() {
+  local s e b0 i0 b1 i1
+  read -r b0 i0 < <(busy); s=$(date +%s.%N)
+  "$@"
+  e=$(date +%s.%N); read -r b1 i1 < <(busy)
+  echo "$1 busy $(( (b1 - b0) / 100 )).$(( (b1 - b0) % 100 / 10 )) core-s, $(( 100 * (b1 - b0) / (b1 - b0 + i1 - i0 + 1) ))% of the cores" >> "$WORK/cpu.txt"
+  echo "$e - $s" | bc
+}
 psqlf() {
   local s m e
   s=$(date +%s.%N)
@@ -114,6 +124,8 @@ for name in $NAMES; do
 done
 echo
 for name in $NAMES; do echo "  $name: $(tr '\n' ' ' < "$WORK/$name.t")"; done
+echo "  machine CPU per run (all processes):"
+sed 's/^/    /' "$WORK/cpu.txt"
 echo "  phases psql -f (s):"
 sed 's/^/    /' "$WORK/psqlf.phases"
 for j in 2 4; do

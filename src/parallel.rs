@@ -78,6 +78,8 @@ pub struct Phases {
     pub data_bytes: u64,
     /// Items that ran as barriers or after the stream fell back to one connection.
     pub serial_items: u64,
+    /// Indexes, constraints and foreign keys that were scheduled over the connections.
+    pub parallel_items: u64,
     /// Set when the stream fell back to one connection, and why.
     pub fallback: Option<String>,
 }

@@ -558,3 +558,91 @@ fn drill_with_jobs_loads_over_n_connections_and_says_what_each_does_with_v() {
         .run();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+/// Hand-written SQL without pg_dump's headers, the target from the PG* variables: it loads
+/// (on one connection, in order) and the report says that nothing ran in parallel.
+#[test]
+fn sql_without_pg_dump_headers_runs_in_order_and_says_so() {
+    let sql = "CREATE TABLE hand (a int, b text);\nINSERT INTO hand VALUES (1, $$x;y$$);\n\
+               COPY hand (a, b) FROM stdin;\n2\tz\n3\tw\n\\.\nCREATE INDEX ON hand (a);\n";
+    let bucket = backup_of(sql.as_bytes());
+    let Some(c) = target(Some("hand")) else {
+        return;
+    };
+    let out = bin()
+        .args(["restore", "--bucket"])
+        .arg(bucket.path())
+        .args(["--backup-id", ID, "--yes", "--jobs", "3"])
+        .env("A9S_SECRET", SECRET)
+        .env("PGHOST", c.socket_dir())
+        .env("PGPORT", c.port.to_string())
+        .env("PGUSER", "postgres")
+        .env("PGDATABASE", "hand")
+        .run();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("nothing ran in parallel"), "{err}");
+    assert!(err.contains("not one pg_dump or pg_dumpall wrote"), "{err}");
+    assert_eq!(
+        c.sql("hand", "SELECT string_agg(b, ',' ORDER BY a) FROM hand"),
+        "x;y,z,w"
+    );
+}
+
+/// A data-only dump with `--disable-triggers` into a schema that is already there: each
+/// table's `DISABLE TRIGGER ALL` runs before its chunks and `ENABLE` after all of them.
+#[test]
+fn a_data_only_dump_with_disable_triggers_equals_psql_f() {
+    let Some(src) = Cluster::start() else { return };
+    src.sql("postgres", "CREATE DATABASE shop");
+    src.sql(
+        "shop",
+        "CREATE TABLE parent (id int PRIMARY KEY); \
+         CREATE TABLE child (id int PRIMARY KEY, parent int REFERENCES parent(id), v text); \
+         CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.v := 'trigger ran'; RETURN NEW; END $$; \
+         INSERT INTO parent SELECT generate_series(1, 1000); \
+         INSERT INTO child SELECT g, 1 + g % 1000, repeat('v', 60) FROM generate_series(1, 150000) g; \
+         CREATE TRIGGER stamp BEFORE INSERT ON child FOR EACH ROW EXECUTE FUNCTION stamp();",
+    );
+    let schema = src.tool("pg_dump", &["--schema-only", "-d", &src.dsn("shop")]);
+    let data = src.tool(
+        "pg_dump",
+        &["--data-only", "--disable-triggers", "-d", &src.dsn("shop")],
+    );
+    drop(src);
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("schema.sql"), &schema).unwrap();
+    std::fs::write(work.path().join("data.sql"), &data).unwrap();
+    let Some(reference) = target(Some("shop")) else {
+        return;
+    };
+    psql_f(&reference, &work.path().join("schema.sql"), "shop");
+    psql_f(&reference, &work.path().join("data.sql"), "shop");
+    let want = fingerprint(&reference, "shop");
+    drop(reference);
+    let bucket = backup_of(&data);
+    let Some(c) = target(Some("shop")) else {
+        return;
+    };
+    psql_f(&c, &work.path().join("schema.sql"), "shop");
+    let out = restore(
+        bucket.path(),
+        &c,
+        "shop",
+        &["--jobs", "3", "--on-error-stop"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fingerprint(&c, "shop"), want);
+    // The trigger did not fire and is enabled again.
+    assert_eq!(
+        c.sql("shop", "SELECT count(*) FROM child WHERE v = 'trigger ran'"),
+        "0"
+    );
+    assert_eq!(
+        c.sql(
+            "shop",
+            "SELECT tgenabled FROM pg_trigger WHERE tgname = 'stamp'"
+        ),
+        "O"
+    );
+}

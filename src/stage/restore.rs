@@ -106,6 +106,11 @@ impl Kind for Restore {
                 ));
                 if let Some(f) = &p.fallback {
                     detail.push_str(&format!("; {f}"));
+                } else if p.copy_chunks == 0 && p.parallel_items == 0 {
+                    detail.push_str(
+                        "; nothing ran in parallel: the dump has no pg_dump data or index items \
+                         (no `-- Data for Name:` or `-- Name: …; Type: INDEX` headers)",
+                    );
                 }
             }
             if c.sql_errors > 0 {

@@ -37,10 +37,17 @@ impl Kind for Verify {
 
     async fn run(&self, ctx: &mut StageContext<'_>) -> Result<String> {
         let Some(t) = ctx.effects.tables.as_ref() else {
-            return Ok(
+            let plain = ctx
+                .effects
+                .stream
+                .as_ref()
+                .is_some_and(|r| r.dump_kind != crate::dump::DumpKind::Custom);
+            return Ok(if plain {
+                "no row counts: the dump is not one pg_dump or pg_dumpall wrote (psql reported success)"
+            } else {
                 "row counts are not available for custom-format dumps (pg_restore reported success)"
-                    .into(),
-            );
+            }
+            .into());
         };
         let checks = check_rows(
             ctx.psql,
