@@ -646,3 +646,91 @@ fn a_data_only_dump_with_disable_triggers_equals_psql_f() {
         "O"
     );
 }
+
+/// What the scheduler does not recognise makes it fall back to one connection, in order:
+/// a meta-command in the middle of the data, and a transaction left open across items.
+#[test]
+fn unknown_meta_commands_and_open_transactions_fall_back_to_one_connection() {
+    let Some(src) = Cluster::start() else { return };
+    src.sql("postgres", "CREATE DATABASE shop");
+    src.sql(
+        "shop",
+        "CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, a int REFERENCES a(id)); \
+         INSERT INTO a SELECT g, repeat('a', 50) FROM generate_series(1, 100000) g; \
+         INSERT INTO b SELECT g, g FROM generate_series(1, 1000) g;",
+    );
+    let dump = String::from_utf8(src.tool("pg_dump", &["-Fp", "-d", &src.dsn("shop")])).unwrap();
+    drop(src);
+    // Inside `\restrict KEY` … `\unrestrict KEY` a meta-command is refused, as psql refuses it:
+    // an SQL error, or the end of the restore with --on-error-stop.
+    let restricted = dump.replacen(
+        "\n--\n-- Data for Name: b;",
+        "\n\\! touch /tmp/should-not-exist\n--\n-- Data for Name: b;",
+        1,
+    );
+    let bucket = backup_of(restricted.as_bytes());
+    let Some(c) = target(Some("shop")) else {
+        return;
+    };
+    let out = restore(bucket.path(), &c, "shop", &["--jobs", "2"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("backslash commands are restricted"), "{err}");
+    drop(c);
+    let Some(c) = target(Some("shop")) else {
+        return;
+    };
+    let out = restore(
+        bucket.path(),
+        &c,
+        "shop",
+        &["--jobs", "2", "--on-error-stop"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("backslash commands are restricted"),
+        "{}",
+        stderr(&out)
+    );
+    // Without `\restrict`, inside which psql (and we) refuse every other meta-command.
+    let dump: String = dump
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let marker = "\n--\n-- Data for Name: b;";
+    assert!(dump.contains(marker));
+    for (what, inject) in [
+        ("a meta-command", "\n\\set x 1\n"),
+        ("an open transaction", "\nBEGIN;\n"),
+    ] {
+        let mut changed = dump.replacen(marker, &format!("{inject}{marker}"), 1);
+        if what == "an open transaction" {
+            changed = changed.replacen(
+                "\n--\n-- PostgreSQL database dump complete",
+                "\nCOMMIT;\n--\n-- PostgreSQL database dump complete",
+                1,
+            );
+        }
+        let work = tempfile::tempdir().unwrap();
+        std::fs::write(work.path().join("dump.sql"), &changed).unwrap();
+        let Some(reference) = target(Some("shop")) else {
+            return;
+        };
+        psql_f(&reference, &work.path().join("dump.sql"), "shop");
+        let want = fingerprint(&reference, "shop");
+        drop(reference);
+        let bucket = backup_of(changed.as_bytes());
+        let Some(c) = target(Some("shop")) else {
+            return;
+        };
+        let out = restore(bucket.path(), &c, "shop", &["--jobs", "2"]);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{what}: {err}");
+        assert!(
+            err.contains("the rest ran on one connection"),
+            "{what}: {err}"
+        );
+        assert_eq!(fingerprint(&c, "shop"), want, "{what}");
+    }
+}
