@@ -105,6 +105,24 @@ fn stages(c: &mut Criterion) {
         })
     });
 
+    // restore --jobs N: the dump cut into statements and chunks of COPY rows.
+    g.bench_function("plain-dump splitter (restore --jobs)", |b| {
+        b.iter(|| {
+            let mut s = a9s_recover::split::Splitter::new();
+            let mut rows = 0usize;
+            let mut count = |i: a9s_recover::split::Item| {
+                if let a9s_recover::split::Item::CopyData(d) = i {
+                    rows += d.len();
+                }
+            };
+            for chunk in text.chunks(256 << 10) {
+                s.feed(chunk, &mut count);
+            }
+            s.finish(&mut count);
+            black_box(rows)
+        })
+    });
+
     g.bench_function("sha256 (sha2 crate)", |b| {
         use sha2::Digest;
         b.iter(|| black_box(sha2::Sha256::digest(&text)))
