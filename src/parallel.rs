@@ -193,6 +193,8 @@ pub(crate) struct ParallelLoad {
     passthrough: bool,
     table_bytes: HashMap<String, u64>,
     phases: Phases,
+    /// The counters when the current database began.
+    db_start: Phases,
     phase_start: Instant,
     summary: ChildSummary,
     /// Errors of our own making that psql would have printed (meta-commands refused).
@@ -234,6 +236,7 @@ impl ParallelLoad {
                 connections,
                 ..Phases::default()
             },
+            db_start: Phases::default(),
             phase_start: Instant::now(),
             summary: ChildSummary::default(),
             refused: Vec::new(),
@@ -681,6 +684,16 @@ impl ParallelLoad {
                     .unwrap_or(s);
                 self.phases.schema_seconds += schema;
                 self.phases.data_seconds += s - schema;
+                let chunks = self.phases.copy_chunks - self.db_start.copy_chunks;
+                if chunks > 0 {
+                    self.say(&format!(
+                        "{}: schema {schema:.1}s; data {:.1}s: {} rows, {} in {chunks} chunks",
+                        self.describe_db(),
+                        s - schema,
+                        self.phases.data_rows - self.db_start.data_rows,
+                        crate::format_bytes(self.phases.data_bytes - self.db_start.data_bytes),
+                    ));
+                }
             }
         }
         self.phase_start = now;
@@ -712,6 +725,7 @@ impl ParallelLoad {
         self.section = Section::Pre;
         self.entry = None;
         self.table_bytes.clear();
+        self.db_start = self.phases.clone();
         self.phase_start = Instant::now();
         Ok(())
     }

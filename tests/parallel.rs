@@ -475,7 +475,7 @@ fn a_connection_that_cannot_connect_fails_the_restore_and_stops_the_others() {
 }
 
 #[test]
-fn a_corrupt_part_mid_stream_stops_every_connection() {
+fn a_corrupt_part_mid_stream_or_a_truncated_stream_stops_every_connection() {
     let Some(src) = Cluster::start() else { return };
     src.sql("postgres", "CREATE DATABASE shop");
     src.sql(
@@ -549,6 +549,7 @@ fn drill_with_jobs_loads_over_n_connections_and_says_what_each_does_with_v() {
         "{err}"
     );
     assert!(err.contains("indexes and constraints"), "{err}");
+    assert!(err.contains("data ") && err.contains("rows, "), "{err}");
     // --jobs 0 is a usage error.
     let out = bin()
         .args(["drill", "--bucket"])
