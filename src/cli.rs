@@ -46,6 +46,9 @@ Examples:
 
   # Azure (account key; or AZURE_STORAGE_SAS_TOKEN, or AZURE_STORAGE_CONNECTION_STRING):
   AZURE_STORAGE_ACCOUNT=acct AZURE_STORAGE_KEY=... a9s-recover -b az://backups --backup-id ID > x.sql
+  # Azure with the VM's managed identity, or the az CLI's login:
+  a9s-recover -b az://backups --account acct --azure-auth managed-identity --backup-id ID > x.sql
+  AZURE_STORAGE_AUTH_MODE=login a9s-recover -b az://backups --account acct --backup-id ID > x.sql
 
   # An S3-compatible store (Ceph, MinIO): path-style requests to the endpoint:
   a9s-recover -b s3://backups --endpoint https://ceph.example.net --backup-id ID > x.sql
@@ -178,6 +181,20 @@ pub struct SourceArgs {
     #[arg(long, value_name = "NAME")]
     pub account: Option<String>,
 
+    /// How to sign in to Azure. auto: a connection string, account key or SAS token when one
+    /// is set, else a service principal (AZURE_CLIENT_ID, AZURE_CLIENT_SECRET,
+    /// AZURE_TENANT_ID) or a workload identity (AZURE_FEDERATED_TOKEN_FILE) when set, else
+    /// with AZURE_STORAGE_AUTH_MODE=login the az CLI's login. managed-identity: the VM's or
+    /// App Service's identity (user-assigned: AZURE_CLIENT_ID). SSL_CERT_FILE adds a CA.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        env = "A9S_AZURE_AUTH",
+        default_value = "auto"
+    )]
+    pub azure_auth: AzureAuthArg,
+
     /// Give up on a cloud request that receives nothing for this many seconds; the range is
     /// then retried (0: never).
     #[arg(long, value_name = "SECS", default_value_t = a9s_recover::source::DEFAULT_READ_TIMEOUT.as_secs())]
@@ -186,6 +203,16 @@ pub struct SourceArgs {
     /// Limit the read rate, e.g. 50MiB (per second), to spare a shared link.
     #[arg(long, value_name = "RATE", value_parser = parse_size)]
     pub limit_rate: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AzureAuthArg {
+    Auto,
+    Key,
+    ServicePrincipal,
+    ManagedIdentity,
+    WorkloadIdentity,
+    Cli,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -107,6 +107,8 @@ pub struct CloudOptions {
     pub profile: Option<String>,
     /// Azure storage account.
     pub account: Option<String>,
+    /// How to sign in to Azure.
+    pub azure_auth: AzureAuth,
     /// Give up on a request that sends nothing for this long (then it is retried).
     pub read_timeout: Option<std::time::Duration>,
 }
@@ -118,9 +120,32 @@ impl Default for CloudOptions {
             endpoint: None,
             profile: None,
             account: None,
+            azure_auth: AzureAuth::Auto,
             read_timeout: Some(DEFAULT_READ_TIMEOUT),
         }
     }
+}
+
+/// How to sign in to Azure Blob Storage, from the variables the az CLI and the Azure SDKs use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AzureAuth {
+    /// A connection string, an account key or a SAS token when one is set; else a service
+    /// principal or a workload identity when their variables are set; else, with
+    /// `AZURE_STORAGE_AUTH_MODE=login`, the az CLI's login.
+    #[default]
+    Auto,
+    /// `AZURE_STORAGE_CONNECTION_STRING`, `AZURE_STORAGE_KEY` or `AZURE_STORAGE_SAS_TOKEN`.
+    Key,
+    /// `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`, `AZURE_TENANT_ID` (Microsoft Entra ID).
+    ServicePrincipal,
+    /// The VM's (or App Service's) managed identity: system-assigned, or user-assigned with
+    /// `AZURE_CLIENT_ID` (or `AZURE_OBJECT_ID`, `AZURE_MSI_RESOURCE_ID`).
+    ManagedIdentity,
+    /// Kubernetes workload identity: `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`,
+    /// `AZURE_FEDERATED_TOKEN_FILE`.
+    WorkloadIdentity,
+    /// The az CLI's login (`az account get-access-token`).
+    Cli,
 }
 
 /// The kind of storage behind a location.

@@ -485,3 +485,192 @@ fn s3_forbidden_says_access_denied() {
     assert!(e.contains("403") && e.contains("Access denied"), "{e}");
     assert!(!e.contains("AWS_SECRET") && !e.contains("test:test"), "{e}");
 }
+
+/// Azure sign-in as operators have it (issue 13 §7), against Azurite's OAuth mode over HTTPS
+/// (a self-signed certificate, trusted through SSL_CERT_FILE) and a local token endpoint: a
+/// service principal, a workload identity, a user-assigned managed identity, and the az
+/// CLI's login (a stand-in `az` on PATH); a token Azurite refuses says access denied.
+#[test]
+fn azure_sign_in_service_principal_workload_managed_identity_and_cli() {
+    use crate::support::token::TokenServer;
+    let tmp = tempfile::tempdir().unwrap();
+    // A private CA and a server certificate it signed (rustls refuses a CA certificate as
+    // the server's own): SSL_CERT_FILE is the CA, as an operator behind a private CA has it.
+    let (ca, cert, key) = (
+        tmp.path().join("ca.pem"),
+        tmp.path().join("cert.pem"),
+        tmp.path().join("key.pem"),
+    );
+    let d = tmp.path().display();
+    sh(
+        &format!(
+            "cd '{d}' && openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=a9s-test-ca \
+               -keyout ca-key.pem -out ca.pem 2>/dev/null && \
+             openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out cert.csr 2>/dev/null && \
+             printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > ext && \
+             openssl x509 -req -in cert.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 \
+               -extfile ext -out cert.pem 2>/dev/null"
+        ),
+        SECRET,
+    );
+    let Some(azurite) = azurite_oauth(&cert, &key) else {
+        return;
+    };
+    let ep = format!("https://127.0.0.1:{}/{AZ_ACCOUNT}", azurite.port);
+    az_setup_env(
+        &["container", &ep, "backups"],
+        &[("NODE_EXTRA_CA_CERTS", ca.as_os_str())],
+    );
+    let plain = dump_text(2, 400);
+    let loc = "az://backups";
+    let mut c = az(Some(&ep), &["pack", "-b", loc, "--backup-id", ID]);
+    c.env("AZURE_STORAGE_ACCOUNT", AZ_ACCOUNT)
+        .env("AZURE_STORAGE_KEY", AZ_KEY)
+        .env("SSL_CERT_FILE", &ca);
+    let out = pack_to(c, &plain);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let entra = TokenServer::start(Some((&cert, &key)));
+    let imds = TokenServer::start(None);
+    let recover = |mode: Option<&str>, envs: &[(&str, &std::ffi::OsStr)]| {
+        let mut c = az(
+            Some(&ep),
+            &["-b", loc, "--backup-id", ID, "--account", AZ_ACCOUNT],
+        );
+        if let Some(m) = mode {
+            c.args(["--azure-auth", m]);
+        }
+        c.env("SSL_CERT_FILE", &ca)
+            .env(
+                "AZURE_AUTHORITY_HOST",
+                format!("https://127.0.0.1:{}", entra.port),
+            )
+            .envs(envs.iter().copied());
+        run(c)
+    };
+    let check = |what: &str, out: Output| {
+        assert!(out.status.success(), "{what}: {}", stderr(&out));
+        assert_eq!(out.stdout, plain, "{what}");
+    };
+
+    // A service principal, found by `auto` from the SDKs' variables.
+    check(
+        "service principal",
+        recover(
+            None,
+            &[
+                ("AZURE_CLIENT_ID", "app-id".as_ref()),
+                ("AZURE_CLIENT_SECRET", "app-secret".as_ref()),
+                ("AZURE_TENANT_ID", "tenant-1".as_ref()),
+            ],
+        ),
+    );
+    let asked = entra.seen();
+    assert!(
+        asked
+            .iter()
+            .any(|r| r.starts_with("POST /tenant-1/oauth2/v2.0/token")
+                && r.contains("grant_type=client_credentials")
+                && r.contains("client_secret=app-secret")),
+        "{asked:?}"
+    );
+
+    // A workload identity: the federated token file is the client assertion.
+    let federated = tmp.path().join("federated-token");
+    std::fs::write(&federated, "federated-assertion").unwrap();
+    check(
+        "workload identity",
+        recover(
+            Some("workload-identity"),
+            &[
+                ("AZURE_CLIENT_ID", "app-id".as_ref()),
+                ("AZURE_TENANT_ID", "tenant-2".as_ref()),
+                ("AZURE_FEDERATED_TOKEN_FILE", federated.as_os_str()),
+            ],
+        ),
+    );
+    let asked = entra.seen();
+    assert!(
+        asked
+            .iter()
+            .any(|r| r.starts_with("POST /tenant-2/oauth2/v2.0/token")
+                && r.contains("client_assertion=federated-assertion")),
+        "{asked:?}"
+    );
+
+    // A user-assigned managed identity at its endpoint.
+    let msi = format!(
+        "http://127.0.0.1:{}/metadata/identity/oauth2/token",
+        imds.port
+    );
+    check(
+        "managed identity",
+        recover(
+            Some("managed-identity"),
+            &[
+                ("AZURE_MSI_ENDPOINT", msi.as_ref()),
+                ("AZURE_CLIENT_ID", "uami-client".as_ref()),
+            ],
+        ),
+    );
+    let asked = imds.seen();
+    assert!(
+        asked
+            .iter()
+            .any(|r| r.starts_with("GET /metadata/identity/oauth2/token?")
+                && r.contains("client_id=uami-client")
+                && r.contains("resource=https")),
+        "{asked:?}"
+    );
+
+    // The az CLI's login, chosen by AZURE_STORAGE_AUTH_MODE=login as the az CLI reads it.
+    let bin_dir = tmp.path().join("bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    let fake_az = bin_dir.join("az");
+    std::fs::write(
+        &fake_az,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\nprintf '%s' '{{\"accessToken\":\"{}\",\"expiresOn\":\"2099-01-01 00:00:00.000000\",\"tokenType\":\"Bearer\"}}'\n",
+            tmp.path().join("az-args").display(),
+            crate::support::token::jwt("https://storage.azure.com")
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake_az, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    check(
+        "az login",
+        recover(
+            None,
+            &[
+                ("AZURE_STORAGE_AUTH_MODE", "login".as_ref()),
+                ("PATH", path.as_ref()),
+            ],
+        ),
+    );
+    let az_args = std::fs::read_to_string(tmp.path().join("az-args")).unwrap();
+    assert!(az_args.contains("account get-access-token"), "{az_args}");
+
+    // A token for another audience: Azurite refuses it, and we say so.
+    let t0 = Instant::now();
+    let out = recover(
+        Some("service-principal"),
+        &[
+            ("AZURE_CLIENT_ID", "app-id".as_ref()),
+            ("AZURE_CLIENT_SECRET", "app-secret".as_ref()),
+            ("AZURE_TENANT_ID", "wrong-audience".as_ref()),
+        ],
+    );
+    assert!(!out.status.success());
+    // Refused is final: not retried for half a minute.
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    let e = stderr(&out);
+    assert!(e.contains("Access denied") || e.contains("403"), "{e}");
+    assert!(!e.contains("app-secret"), "the client secret leaked: {e}");
+
+    // A mode whose variables are missing says which.
+    let out = recover(Some("workload-identity"), &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("AZURE_CLIENT_ID"), "{}", stderr(&out));
+}

@@ -7,11 +7,12 @@ use a9s_recover::crypto::{Digest, Kdf, DEFAULT_PBKDF2_ITER};
 use a9s_recover::pg::{ConnInfo, PgTools};
 use a9s_recover::pipeline::{KdfChoice, Request};
 use a9s_recover::restore::{Checks, DumpFormat, Journal, LoadOptions, RestoreOptions};
-use a9s_recover::source::{CloudOptions, StorageKind};
+use a9s_recover::source::{AzureAuth, CloudOptions, StorageKind};
 use a9s_recover::{Secret, Shutdown};
 
 use super::{
-    FetchArgs, FormatArg, InflateArg, KdfArgs, LoadArgs, MdArg, RestoreArgs, SourceArgs, StorageArg,
+    AzureAuthArg, FetchArgs, FormatArg, InflateArg, KdfArgs, LoadArgs, MdArg, RestoreArgs,
+    SourceArgs, StorageArg,
 };
 
 pub(super) fn request(
@@ -149,6 +150,14 @@ pub(super) fn source(args: &SourceArgs) -> (&str, Option<StorageKind>, CloudOpti
         endpoint: args.endpoint.clone(),
         profile: args.profile.clone(),
         account: args.account.clone(),
+        azure_auth: match args.azure_auth {
+            AzureAuthArg::Auto => AzureAuth::Auto,
+            AzureAuthArg::Key => AzureAuth::Key,
+            AzureAuthArg::ServicePrincipal => AzureAuth::ServicePrincipal,
+            AzureAuthArg::ManagedIdentity => AzureAuth::ManagedIdentity,
+            AzureAuthArg::WorkloadIdentity => AzureAuth::WorkloadIdentity,
+            AzureAuthArg::Cli => AzureAuth::Cli,
+        },
         read_timeout: (args.read_timeout > 0)
             .then(|| std::time::Duration::from_secs(args.read_timeout)),
     };

@@ -21,7 +21,7 @@ use object_store::{
     ClientOptions, GetOptions, MultipartUpload, ObjectStore, PutPayload, RetryConfig,
 };
 
-use super::{BoxFuture, CloudOptions, GetRange, ObjectMeta, Source, Upload};
+use super::{AzureAuth, BoxFuture, CloudOptions, GetRange, ObjectMeta, Source, Upload};
 use crate::error::{Error, Result, Retry};
 
 /// A container, optionally below a prefix.
@@ -92,6 +92,28 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The sign-in to use: the one asked for, or in `auto` the first whose variables are set.
+fn choose_auth(asked: AzureAuth, have_key: bool) -> Result<AzureAuth> {
+    if asked != AzureAuth::Auto {
+        return Ok(asked);
+    }
+    let login = env("AZURE_STORAGE_AUTH_MODE").is_some_and(|m| m.eq_ignore_ascii_case("login"));
+    // As the az CLI reads it: `login` means Entra ID credentials, not keys.
+    if have_key && !login {
+        return Ok(AzureAuth::Key);
+    }
+    let id = env("AZURE_CLIENT_ID").is_some() && env("AZURE_TENANT_ID").is_some();
+    Ok(if id && env("AZURE_CLIENT_SECRET").is_some() {
+        AzureAuth::ServicePrincipal
+    } else if id && env("AZURE_FEDERATED_TOKEN_FILE").is_some() {
+        AzureAuth::WorkloadIdentity
+    } else if login {
+        AzureAuth::Cli
+    } else {
+        AzureAuth::Key
+    })
+}
+
 impl AzureSource {
     /// Builds a client from the options and the environment.
     pub fn connect(container: &str, prefix: &str, opts: &CloudOptions) -> Result<Self> {
@@ -123,6 +145,19 @@ impl AzureSource {
         {
             client = client.with_allow_http(true);
         }
+        // A private CA (a proxy's, a self-signed Azurite's): the OpenSSL convention.
+        if let Some(path) = env("SSL_CERT_FILE") {
+            let pem = std::fs::read(&path)
+                .map_err(|e| Error::Config(format!("SSL_CERT_FILE {path}: {e}")))?;
+            let certs = object_store::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                Error::Config(format!(
+                    "SSL_CERT_FILE {path} holds no PEM certificate: {e}"
+                ))
+            })?;
+            for c in certs {
+                client = client.with_root_certificate(c);
+            }
+        }
         let mut b = MicrosoftAzureBuilder::new()
             .with_account(&account)
             .with_container_name(container)
@@ -139,18 +174,66 @@ impl AzureSource {
             .clone()
             .or_else(|| env("AZURE_STORAGE_KEY"));
         let sas = conn.sas.clone().or_else(|| env("AZURE_STORAGE_SAS_TOKEN"));
-        match (key, sas) {
-            (Some(k), _) => b = b.with_access_key(k),
-            (None, Some(s)) => {
-                b = b.with_config(AzureConfigKey::SasKey, s.trim_start_matches('?'));
-            }
-            (None, None) => {
-                return Err(Error::Config(
-                    "Azure needs credentials: AZURE_STORAGE_KEY (account key), \
-                     AZURE_STORAGE_SAS_TOKEN, or AZURE_STORAGE_CONNECTION_STRING"
-                        .into(),
+        let auth = choose_auth(opts.azure_auth, key.is_some() || sas.is_some())?;
+        // Microsoft Entra ID's token endpoint (sovereign clouds, tests): the SDKs' variable.
+        if let Some(host) = env("AZURE_AUTHORITY_HOST") {
+            b = b.with_authority_host(host.trim_end_matches('/'));
+        }
+        let need = |name: &str, what: &str| {
+            env(name).ok_or_else(|| {
+                Error::Config(format!(
+                    "Azure sign-in with {what} needs {name} (also AZURE_CLIENT_ID and AZURE_TENANT_ID)"
                 ))
+            })
+        };
+        match auth {
+            AzureAuth::Key | AzureAuth::Auto => match (key, sas) {
+                (Some(k), _) => b = b.with_access_key(k),
+                (None, Some(s)) => {
+                    b = b.with_config(AzureConfigKey::SasKey, s.trim_start_matches('?'));
+                }
+                (None, None) => {
+                    return Err(Error::Config(
+                        "Azure needs credentials: AZURE_STORAGE_KEY (account key), AZURE_STORAGE_SAS_TOKEN, \
+                         AZURE_STORAGE_CONNECTION_STRING, or a sign-in with --azure-auth \
+                         (service-principal, managed-identity, workload-identity, cli)"
+                            .into(),
+                    ))
+                }
+            },
+            AzureAuth::ServicePrincipal => {
+                b = b
+                    .with_client_id(need("AZURE_CLIENT_ID", "a service principal")?)
+                    .with_client_secret(need("AZURE_CLIENT_SECRET", "a service principal")?)
+                    .with_tenant_id(need("AZURE_TENANT_ID", "a service principal")?);
             }
+            AzureAuth::WorkloadIdentity => {
+                b = b
+                    .with_client_id(need("AZURE_CLIENT_ID", "a workload identity")?)
+                    .with_tenant_id(need("AZURE_TENANT_ID", "a workload identity")?)
+                    .with_federated_token_file(need(
+                        "AZURE_FEDERATED_TOKEN_FILE",
+                        "a workload identity",
+                    )?);
+            }
+            AzureAuth::ManagedIdentity => {
+                // object_store asks for a managed identity when nothing else is configured.
+                if let Some(id) = env("AZURE_CLIENT_ID") {
+                    b = b.with_config(AzureConfigKey::ClientId, id);
+                } else if let Some(id) = env("AZURE_OBJECT_ID") {
+                    b = b.with_config(AzureConfigKey::ObjectId, id);
+                } else if let Some(id) = env("AZURE_MSI_RESOURCE_ID") {
+                    b = b.with_config(AzureConfigKey::MsiResourceId, id);
+                }
+                // App Service and Azure Arc name their endpoint; a VM's is the IMDS address.
+                if let Some(e) = env("AZURE_MSI_ENDPOINT")
+                    .or_else(|| env("IDENTITY_ENDPOINT"))
+                    .or_else(|| env("MSI_ENDPOINT"))
+                {
+                    b = b.with_msi_endpoint(e);
+                }
+            }
+            AzureAuth::Cli => b = b.with_use_azure_cli(true),
         }
         let store = b.build().map_err(|e| Error::BadLocation {
             location: format!("az://{container}"),
@@ -169,6 +252,12 @@ impl AzureSource {
     }
 }
 
+/// Whether the server said 401 or 403 (object_store's text is all a Generic error carries).
+fn refused(e: &object_store::Error) -> bool {
+    let text = e.to_string();
+    text.contains("status code: 403") || text.contains("status code: 401")
+}
+
 fn store_error(
     op: &'static str,
     object: &str,
@@ -180,9 +269,17 @@ fn store_error(
         E::NotFound { .. } => (false, ""),
         E::PermissionDenied { .. } | E::Unauthenticated { .. } => (
             false,
-            ". Access denied: check the account key or SAS token (and the SAS's expiry and permissions: read and list)",
+            ". Access denied: check the account key or SAS token (and the SAS's expiry and permissions: read and list), \
+             or that the signed-in identity has the Storage Blob Data Reader role",
         ),
         E::Precondition { .. } | E::NotModified { .. } => (false, ""),
+        // object_store reports a refused list request as Generic: a 401 or 403 in it is not
+        // worth retrying.
+        E::Generic { .. } if refused(&e) => (
+            false,
+            ". Access denied: check the account key or SAS token (and the SAS's expiry and permissions: read and list), \
+             or that the signed-in identity has the Storage Blob Data Reader role",
+        ),
         E::Generic { .. } => (true, ""),
         _ => (false, ""),
     };

@@ -5,6 +5,7 @@
 pub mod pg;
 pub mod proxy;
 pub mod servers;
+pub mod token;
 
 use std::fs;
 use std::path::{Path, PathBuf};

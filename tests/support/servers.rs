@@ -132,6 +132,23 @@ pub fn moto_with(env: &[(&str, &str)]) -> Option<Server> {
 
 /// Azurite's blob service.
 pub fn azurite() -> Option<Server> {
+    azurite_with(&[])
+}
+
+/// Azurite's blob service over HTTPS with `cert` and `key`, accepting OAuth bearer tokens
+/// (`--oauth basic`: issuer, audience and lifetime are checked, signatures are not).
+pub fn azurite_oauth(cert: &Path, key: &Path) -> Option<Server> {
+    azurite_with(&[
+        "--oauth".as_ref(),
+        "basic".as_ref(),
+        "--cert".as_ref(),
+        cert.as_os_str(),
+        "--key".as_ref(),
+        key.as_os_str(),
+    ])
+}
+
+fn azurite_with(extra: &[&std::ffi::OsStr]) -> Option<Server> {
     let Some(exe) = find_tool(
         "AZURITE_BLOB",
         "node/node_modules/.bin/azurite-blob",
@@ -155,7 +172,8 @@ pub fn azurite() -> Option<Server> {
         "--loose",
         "--disableTelemetry",
         "--silent",
-    ]);
+    ])
+    .args(extra);
     start("azurite-blob", cmd, port, dir)
 }
 
@@ -211,6 +229,11 @@ pub fn s3_env(cmd: &mut Command) -> &mut Command {
 
 /// Runs the Azure SDK helper (`tests/support/azure_setup.js`).
 pub fn az_setup(args: &[&str]) -> String {
+    az_setup_env(args, &[])
+}
+
+/// The same with more environment (`NODE_EXTRA_CA_CERTS` for an HTTPS Azurite).
+pub fn az_setup_env(args: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/azure_setup.js");
     let node_path = std::env::var_os("AZURE_SDK_NODE_PATH")
         .map(PathBuf::from)
@@ -219,6 +242,7 @@ pub fn az_setup(args: &[&str]) -> String {
         .arg(script)
         .args(args)
         .env("NODE_PATH", node_path)
+        .envs(envs.iter().copied())
         .run();
     assert!(
         out.status.success(),
@@ -235,8 +259,24 @@ pub fn az_endpoint(port: u16) -> String {
 
 /// Clears the host's Azure settings.
 pub fn az_env(cmd: &mut Command) -> &mut Command {
-    cmd.env_remove("AZURE_STORAGE_CONNECTION_STRING")
-        .env_remove("AZURE_STORAGE_KEY")
-        .env_remove("AZURE_STORAGE_SAS_TOKEN")
-        .env_remove("AZURE_STORAGE_ACCOUNT")
+    for v in [
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_STORAGE_KEY",
+        "AZURE_STORAGE_SAS_TOKEN",
+        "AZURE_STORAGE_ACCOUNT",
+        "AZURE_STORAGE_AUTH_MODE",
+        "AZURE_CLIENT_ID",
+        "AZURE_CLIENT_SECRET",
+        "AZURE_TENANT_ID",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "AZURE_AUTHORITY_HOST",
+        "AZURE_MSI_ENDPOINT",
+        "IDENTITY_ENDPOINT",
+        "MSI_ENDPOINT",
+        "A9S_AZURE_AUTH",
+        "SSL_CERT_FILE",
+    ] {
+        cmd.env_remove(v);
+    }
+    cmd
 }
