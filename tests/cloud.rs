@@ -622,6 +622,17 @@ fn azure_sign_in_service_principal_workload_managed_identity_and_cli() {
                 && r.contains("resource=https")),
         "{asked:?}"
     );
+    // The system-assigned one: no identity named in the request.
+    check(
+        "system-assigned managed identity",
+        recover(
+            Some("managed-identity"),
+            &[("IDENTITY_ENDPOINT", msi.as_ref())],
+        ),
+    );
+    let asked = imds.seen();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(!asked[1].contains("client_id="), "{asked:?}");
 
     // The az CLI's login, chosen by AZURE_STORAGE_AUTH_MODE=login as the az CLI reads it.
     let bin_dir = tmp.path().join("bin");
