@@ -44,7 +44,14 @@ impl S3Source {
         if let Some(t) = opts.read_timeout {
             timeouts = timeouts.read_timeout(t);
         }
+        // The SDK's HTTPS client on rustls with ring (the system's roots), for every AWS
+        // request: S3, STS, SSO, instance metadata.
+        use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+        let https = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(https)
             .retry_config(RetryConfig::disabled())
             .timeout_config(timeouts.build());
         if let Some(p) = &opts.profile {
