@@ -494,25 +494,8 @@ fn s3_forbidden_says_access_denied() {
 fn azure_sign_in_service_principal_workload_managed_identity_and_cli() {
     use crate::support::token::TokenServer;
     let tmp = tempfile::tempdir().unwrap();
-    // A private CA and a server certificate it signed (rustls refuses a CA certificate as
-    // the server's own): SSL_CERT_FILE is the CA, as an operator behind a private CA has it.
-    let (ca, cert, key) = (
-        tmp.path().join("ca.pem"),
-        tmp.path().join("cert.pem"),
-        tmp.path().join("key.pem"),
-    );
-    let d = tmp.path().display();
-    sh(
-        &format!(
-            "cd '{d}' && openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=a9s-test-ca \
-               -keyout ca-key.pem -out ca.pem 2>/dev/null && \
-             openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out cert.csr 2>/dev/null && \
-             printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > ext && \
-             openssl x509 -req -in cert.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 \
-               -extfile ext -out cert.pem 2>/dev/null"
-        ),
-        SECRET,
-    );
+    // A private CA, as an operator behind one has it: SSL_CERT_FILE names it.
+    let (ca, cert, key) = test_ca(tmp.path());
     let Some(azurite) = azurite_oauth(&cert, &key) else {
         return;
     };
@@ -684,4 +667,41 @@ fn azure_sign_in_service_principal_workload_managed_identity_and_cli() {
     let out = recover(Some("workload-identity"), &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("AZURE_CLIENT_ID"), "{}", stderr(&out));
+}
+
+/// S3 over HTTPS (issue 13 §6: the AWS SDK's client is rustls on ring now, not aws-lc): moto
+/// with a certificate from a private CA that SSL_CERT_FILE names; pack, then recover.
+#[test]
+fn s3_over_https_with_a_private_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_ca(tmp.path());
+    let Some(moto) = moto_tls(&cert, &key) else {
+        return;
+    };
+    s3_bucket_tls(moto.port, "tls", &ca);
+    let ep = format!("https://127.0.0.1:{}", moto.port);
+    let https = |args: &[&str]| {
+        let mut c = bin();
+        s3_env(&mut c);
+        c.args(args)
+            .args(["--endpoint", &ep])
+            .env("A9S_SECRET", SECRET);
+        c
+    };
+    let plain = dump_text(2, 300);
+    let mut c = https(&["pack", "-b", "s3://tls", "--backup-id", ID]);
+    c.env("SSL_CERT_FILE", &ca);
+    let out = pack_to(c, &plain);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut c = https(&["-b", "s3://tls", "--backup-id", ID]);
+    c.env("SSL_CERT_FILE", &ca);
+    let out = run(c);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, plain);
+    // Without the CA the server's certificate is refused, at once and saying so.
+    let t0 = Instant::now();
+    let out = run(https(&["-b", "s3://tls", "--backup-id", ID]));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("SSL_CERT_FILE"), "{}", stderr(&out));
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
 }

@@ -119,7 +119,11 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let status = e.raw_response().map(|r| r.status().as_u16());
+    // A certificate we do not trust is not a network hiccup: asking again cannot help.
+    let untrusted = matches!(&e, SdkError::DispatchFailure(_))
+        && root_cause(&e).to_ascii_lowercase().contains("certificate");
     let transient = match &e {
+        SdkError::DispatchFailure(_) if untrusted => false,
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             true
         }
@@ -145,6 +149,11 @@ where
         (None, _, SdkError::DispatchFailure(d)) if d.is_timeout() => {
             "read timeout: nothing arrived within --read-timeout".to_string()
         }
+        (None, _, SdkError::DispatchFailure(_)) if untrusted => format!(
+            "the S3 endpoint's TLS certificate is not trusted: {}. A private CA: name it in \
+             SSL_CERT_FILE",
+            root_cause(&e)
+        ),
         (None, _, SdkError::DispatchFailure(_)) => {
             format!("cannot reach the S3 endpoint: {}", root_cause(&e))
         }

@@ -269,6 +269,28 @@ pub fn output_with_stdin(mut cmd: Command, data: &[u8]) -> Output {
     out
 }
 
+/// A private CA and a server certificate for 127.0.0.1 it signed, made by the `openssl` CLI
+/// (rustls refuses a CA certificate as the server's own): (ca, cert, key) in `dir`.
+pub fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let d = dir.display();
+    sh(
+        &format!(
+            "cd '{d}' && openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=a9s-test-ca \
+               -keyout ca-key.pem -out ca.pem 2>/dev/null && \
+             openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out cert.csr 2>/dev/null && \
+             printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > ext && \
+             openssl x509 -req -in cert.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 \
+               -extfile ext -out cert.pem 2>/dev/null"
+        ),
+        SECRET,
+    );
+    (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    )
+}
+
 /// Packs `data` with the binary.
 pub fn pack(dir: &Path, id: &str, data: &[u8], extra: &[&str]) -> Output {
     let mut cmd = bin();

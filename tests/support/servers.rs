@@ -116,6 +116,39 @@ pub fn moto() -> Option<Server> {
     moto_with(&[])
 }
 
+/// moto over HTTPS with `cert` and `key` (the AWS SDK's TLS, rustls on ring, end to end).
+pub fn moto_tls(cert: &Path, key: &Path) -> Option<Server> {
+    let Some(exe) = find_tool("MOTO_SERVER", "venv/bin/moto_server", "moto_server") else {
+        return unavailable("moto_server is not installed (pip install 'moto[server]')");
+    };
+    let port = free_port();
+    let mut cmd = Command::new(exe);
+    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string(), "-c"])
+        .arg(cert)
+        .arg("-k")
+        .arg(key);
+    start("moto_server", cmd, port, tempfile::tempdir().unwrap())
+}
+
+/// Creates an S3 bucket on a moto that speaks HTTPS, trusting `ca`.
+pub fn s3_bucket_tls(port: u16, bucket: &str, ca: &Path) {
+    let mut c = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls()).unwrap();
+    c.set_ca_file(ca).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut s = c.build().connect("127.0.0.1", tcp).unwrap();
+    write!(
+        s,
+        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: AWS4-HMAC-SHA256 \
+         Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let head = String::from_utf8_lossy(&resp[..resp.len().min(64)]).into_owned();
+    assert!(head.contains(" 200 "), "creating the bucket: {head:?}");
+}
+
 /// moto with extra environment, e.g. `INITIAL_NO_AUTH_ACTION_COUNT=0` to check credentials.
 pub fn moto_with(env: &[(&str, &str)]) -> Option<Server> {
     let Some(exe) = find_tool("MOTO_SERVER", "venv/bin/moto_server", "moto_server") else {
