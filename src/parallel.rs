@@ -1363,7 +1363,10 @@ impl Pool {
         let mut items_done = (first_group == 0).then(Instant::now);
         loop {
             // What is still running, and who is idle.
-            let (running, idle, first_running): (Vec<Locks>, Option<usize>, bool) = {
+            // `seen` is taken under the same lock as what it decides on: a unit that ends
+            // after this point wakes the wait below (a regression: taking it later lost such
+            // an end, and the restore waited forever with every connection idle).
+            let (running, idle, first_running, seen) = {
                 let st = self.shared.lock();
                 let mut running = Vec::new();
                 let mut idle = None;
@@ -1381,7 +1384,7 @@ impl Pool {
                         idle = Some(w);
                     }
                 }
-                (running, idle, first_running)
+                (running, idle, first_running, st.done.clone())
             };
             if items_done.is_none() && !first_running && !pending.iter().any(|p| !p.2) {
                 items_done = Some(Instant::now());
@@ -1405,8 +1408,7 @@ impl Pool {
                     continue;
                 }
             }
-            let snapshot: Vec<u64> = self.shared.lock().done.clone();
-            self.wait(|_, st| st.done != snapshot)?;
+            self.wait(|_, st| st.done != seen)?;
         }
         self.wait_all_idle()?;
         Ok(items_done.unwrap_or_else(Instant::now))
