@@ -33,7 +33,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -301,7 +301,7 @@ impl ParallelLoad {
     /// Returns whether the line was dealt with here.
     fn restricted(&mut self, line: &[u8]) -> Result<bool> {
         if let Some(key) = &self.restricted {
-            if line.strip_prefix(b"\\unrestrict").map(trim_ascii) == Some(key.as_slice()) {
+            if line.strip_prefix(b"\\unrestrict").map(<[u8]>::trim_ascii) == Some(key.as_slice()) {
                 self.restricted = None;
                 return Ok(true);
             }
@@ -321,7 +321,7 @@ impl ParallelLoad {
             return Ok(true);
         }
         if let Some(key) = line.strip_prefix(b"\\restrict") {
-            let key = trim_ascii(key);
+            let key = key.trim_ascii();
             if !key.is_empty() && (line.len() == 9 || line[9].is_ascii_whitespace()) {
                 self.restricted = Some(key.to_vec());
                 return Ok(true);
@@ -552,16 +552,22 @@ impl ParallelLoad {
         }
     }
 
-    /// Sends the current item's statements: on connection 1, in order (sequence values and
-    /// large objects without a barrier: they touch no table the COPY chunks load).
-    fn end_item_text(&mut self) -> Result<()> {
-        let Some(before) = self.pending.before.take() else {
-            return Ok(());
-        };
+    /// The current item's statements as a unit (and how many), if it has any.
+    fn take_pending(&mut self) -> Option<(Unit, usize)> {
+        let before = self.pending.before.take()?;
         let unit = Unit {
             text: std::mem::take(&mut self.pending.text),
             before,
             after: self.state.clone(),
+        };
+        Some((unit, std::mem::take(&mut self.pending.statements)))
+    }
+
+    /// Sends the current item's statements: on connection 1, in order (sequence values and
+    /// large objects without a barrier: they touch no table the COPY chunks load).
+    fn end_item_text(&mut self) -> Result<()> {
+        let Some((unit, _)) = self.take_pending() else {
+            return Ok(());
         };
         let lane = self.section == Section::Data
             && matches!(
@@ -578,15 +584,9 @@ impl ParallelLoad {
     }
 
     fn end_item_text_post(&mut self) -> Result<()> {
-        let Some(before) = self.pending.before.take() else {
+        let Some((unit, statements)) = self.take_pending() else {
             return Ok(());
         };
-        let unit = Unit {
-            text: std::mem::take(&mut self.pending.text),
-            before,
-            after: self.state.clone(),
-        };
-        let statements = std::mem::take(&mut self.pending.statements);
         let class = classify_post(self.entry_kind(), &unit.text, statements);
         if class == PostClass::Unknown {
             self.flush_post()?;
@@ -805,18 +805,6 @@ impl Drop for ParallelLoad {
             p.kill();
         }
     }
-}
-
-fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &b[start..end.max(start)]
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1085,12 +1073,7 @@ impl Pool {
     /// Starts one more connection.
     fn spawn(&mut self, token: &str) -> Result<()> {
         let index = self.workers.len();
-        let mut cmd = Command::new(&self.cfg.program);
-        cmd.args(["-X", "--quiet"]);
-        if self.cfg.on_error_stop {
-            cmd.args(["-v", "ON_ERROR_STOP=1"]);
-        }
-        self.conn.apply(&mut cmd);
+        let cmd = crate::sink::psql_command(&self.cfg.program, &self.conn, self.cfg.on_error_stop);
         let mut child =
             crate::child::spawn_piped_out(cmd, &self.cfg.children).map_err(|e| Error::Child {
                 program: "psql".into(),

@@ -285,6 +285,11 @@ pub async fn prepare_restore(
         DumpFormat::Custom => "pg_restore",
     })?;
     check_tool(&origin, format, &program, PgTools::version(&program).await)?;
+    let stop_flag = if on_error_stop {
+        " -v ON_ERROR_STOP=1"
+    } else {
+        ""
+    };
     let (output, restore_line) = match format {
         DumpFormat::Sql if opts.load.jobs.is_some_and(|j| j > 1) => {
             let jobs = opts.load.jobs.unwrap_or(1);
@@ -295,11 +300,7 @@ pub async fn prepare_restore(
                  INDEX ATTACH serially, foreign keys over {jobs}, and the rest (triggers, rules, policies, comments, \
                  ACLs, materialized view refreshes …) serially in dump order; anything not recognised runs alone at its place",
                 backup.backup.id,
-                if on_error_stop {
-                    " -v ON_ERROR_STOP=1"
-                } else {
-                    ""
-                },
+                stop_flag,
                 conn_arg(&opts.target)
             );
             (
@@ -317,11 +318,7 @@ pub async fn prepare_restore(
             let line = format!(
                 "stream backup {} ({what}) into: psql -X --quiet{} {}",
                 backup.backup.id,
-                if on_error_stop {
-                    " -v ON_ERROR_STOP=1"
-                } else {
-                    ""
-                },
+                stop_flag,
                 conn_arg(&opts.target)
             );
             (

@@ -230,12 +230,7 @@ impl Output {
                 conn,
                 on_error_stop,
             } => {
-                let mut cmd = Command::new(program);
-                cmd.args(["-X", "--quiet"]);
-                if *on_error_stop {
-                    cmd.args(["-v", "ON_ERROR_STOP=1"]);
-                }
-                conn.apply(&mut cmd);
+                let cmd = psql_command(program, conn, *on_error_stop);
                 ChildSink::spawn(
                     cmd,
                     "psql",
@@ -306,6 +301,18 @@ impl Output {
             }
         }
     }
+}
+
+/// `psql -X --quiet [-v ON_ERROR_STOP=1]` reaching `conn`: the restoring psql, and each
+/// connection of a parallel restore.
+pub(crate) fn psql_command(program: &Path, conn: &ConnInfo, on_error_stop: bool) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(["-X", "--quiet"]);
+    if on_error_stop {
+        cmd.args(["-v", "ON_ERROR_STOP=1"]);
+    }
+    conn.apply(&mut cmd);
+    cmd
 }
 
 pub(crate) fn start_err(program: &str, e: io::Error) -> Error {

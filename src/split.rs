@@ -117,13 +117,7 @@ impl Splitter {
     /// unfinished statement is still sent (psql sends what its buffer holds).
     pub fn finish(&mut self, out: &mut impl FnMut(Item)) {
         if self.copy {
-            let rows = std::mem::take(&mut self.rows);
-            if !rows.is_empty() {
-                out(Item::CopyData(rows));
-            }
-            self.row_start = 0;
-            self.copy = false;
-            out(Item::CopyEnd);
+            self.end_copy(out);
         }
         if !self.line.is_empty() {
             let mut line = std::mem::take(&mut self.line);
@@ -154,6 +148,17 @@ impl Splitter {
         self.copy || !self.statement.is_empty() || !self.line.is_empty()
     }
 
+    /// Hands on the rows kept and ends the COPY block.
+    fn end_copy(&mut self, out: &mut impl FnMut(Item)) {
+        let rows = std::mem::take(&mut self.rows);
+        if !rows.is_empty() {
+            out(Item::CopyData(rows));
+        }
+        self.row_start = 0;
+        self.copy = false;
+        out(Item::CopyEnd);
+    }
+
     fn feed_copy<'a>(&mut self, data: &'a [u8], out: &mut impl FnMut(Item)) -> &'a [u8] {
         // `seg` is where the bytes not yet copied into `rows` begin.
         let mut seg = 0;
@@ -162,13 +167,7 @@ impl Splitter {
             let tail = &data[seg..nl];
             if is_copy_end(partial, tail) {
                 self.rows.truncate(self.row_start);
-                let rows = std::mem::take(&mut self.rows);
-                if !rows.is_empty() {
-                    out(Item::CopyData(rows));
-                }
-                self.row_start = 0;
-                self.copy = false;
-                out(Item::CopyEnd);
+                self.end_copy(out);
                 return &data[nl + 1..];
             }
             // Rows are copied in runs; a run is cut where a chunk is full.
