@@ -82,7 +82,7 @@ fn stages(c: &mut Criterion) {
         })
     });
 
-    #[cfg(feature = "isal")]
+    #[cfg(feature = "isal-engine")]
     g.bench_function("gunzip with ISA-L (output bytes)", |b| {
         b.iter(|| {
             let mut n = 0usize;

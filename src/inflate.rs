@@ -23,10 +23,10 @@ pub const OUT_CHUNK: usize = 256 * 1024;
 pub enum Engine {
     /// ISA-L's igzip (SIMD), when built with the `isal` feature: the fastest here. Its errors
     /// carry no exact offset, so on corruption the pipeline locates it again with `ZlibRs`.
-    #[cfg_attr(feature = "isal", default)]
+    #[cfg_attr(feature = "isal-engine", default)]
     Isal,
     /// Our RFC 1952 framing around zlib-rs: exact offsets for every failure.
-    #[cfg_attr(not(feature = "isal"), default)]
+    #[cfg_attr(not(feature = "isal-engine"), default)]
     ZlibRs,
 }
 
@@ -44,7 +44,7 @@ impl Engine {
     /// Whether this build has the engine.
     pub fn available(self) -> bool {
         match self {
-            Engine::Isal => cfg!(feature = "isal"),
+            Engine::Isal => cfg!(feature = "isal-engine"),
             Engine::ZlibRs => true,
         }
     }
@@ -52,7 +52,7 @@ impl Engine {
 
 /// Decompresses with ISA-L: multi-member gzip, CRC32 and ISIZE checked by ISA-L, trailing
 /// data refused. Offsets in errors are approximate (how far ISA-L had read).
-#[cfg(feature = "isal")]
+#[cfg(feature = "isal-engine")]
 pub fn gunzip_isal<R, F>(input: R, mut out: F) -> Result<GunzipStats, GunzipError>
 where
     R: BufRead,
@@ -501,7 +501,7 @@ mod tests {
         assert!(matches!(run(&h), Err(GunzipError::Corrupt { .. })));
     }
 
-    #[cfg(feature = "isal")]
+    #[cfg(feature = "isal-engine")]
     #[test]
     fn isal_engine_multi_member_and_checks() {
         let run_isal = |input: &[u8]| {

@@ -37,11 +37,13 @@
 //! - [`progress`], [`shutdown`], [`secret`], [`time`]: the progress bar, Ctrl-C and SIGTERM,
 //!   zeroed secrets, timestamps and unique names.
 //! - [`error`]: the error type and the error policy.
+//! - [`build_info`]: what the binary was built with, for `--version`.
 //!
 //! No module imports one that imports it back: `time` and `error` import nothing of ours
 //! that imports them, `stage` does not import `restore`, `catalog` does not import `pack`.
 
 pub mod bench;
+pub mod build_info;
 pub mod catalog;
 mod child;
 pub mod crypto;

@@ -3,8 +3,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
-
 use a9s_recover::{Error, Shutdown};
 
 mod cli;
@@ -16,7 +14,17 @@ fn main() -> ExitCode {
         let _ = cli::Cli::command().print_long_help();
         return ExitCode::SUCCESS;
     }
-    let args = cli::Cli::parse();
+    let args = {
+        use clap::{CommandFactory, FromArgMatches};
+        // `--version` (long) names the features, engines and libraries; `-V` the version.
+        let long_version: &'static str = Box::leak(
+            a9s_recover::build_info::LongVersion
+                .to_string()
+                .into_boxed_str(),
+        );
+        let matches = cli::Cli::command().long_version(long_version).get_matches();
+        cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1113,7 +1113,7 @@ fn inflate_stage(
             let mut reader = PipeReader::new(rx);
             let send = |b| busy.wait(|| tx.blocking_send(b));
             let result = match engine {
-                #[cfg(feature = "isal")]
+                #[cfg(feature = "isal-engine")]
                 inflate::Engine::Isal => inflate::gunzip_isal(&mut reader, send),
                 _ => inflate::gunzip(&mut reader, send),
             };

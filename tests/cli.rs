@@ -333,3 +333,44 @@ fn completions_and_man_page() {
         "{man}"
     );
 }
+
+/// `--version` (long) names what the binary was built with (issue 13 §2); `-V` stays one line.
+#[test]
+fn long_version_names_features_engines_and_libraries() {
+    let out = bin().arg("-V").run();
+    assert!(out.status.success());
+    let short = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        short.trim(),
+        concat!("a9s-recover ", env!("CARGO_PKG_VERSION"))
+    );
+
+    let out = bin().arg("--version").run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let long = String::from_utf8_lossy(&out.stdout);
+    for needle in ["features: ", "inflate:  ", "zlib-rs", "OpenSSL:  OpenSSL "] {
+        assert!(long.contains(needle), "no {needle:?} in\n{long}");
+    }
+    // The test binary is built with the default features: the system's libisal, loaded
+    // dynamically, and named with its release; the system's OpenSSL.
+    if cfg!(feature = "isal") {
+        assert!(
+            long.contains("features: s3, azure, isal")
+                && long.contains("isal (the default): ISA-L 2.")
+                && long.contains("linked dynamically (/"),
+            "{long}"
+        );
+    }
+    if !cfg!(feature = "vendored-openssl") {
+        assert!(
+            long.contains("(the system's, linked dynamically)"),
+            "{long}"
+        );
+    }
+    // Nothing secret in it, and no environment leaks in.
+    let out = bin()
+        .arg("--version")
+        .env("A9S_SECRET", "hunter2-not-shown")
+        .run();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"));
+}
