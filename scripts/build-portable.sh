@@ -36,9 +36,13 @@ for p in nasm autoconf automake libtool make perl binutils pkg-config; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} with apt-get${SUDO:+ (through sudo)}"
+  if ! command -v apt-get > /dev/null || { [ -n "$SUDO" ] && ! command -v sudo > /dev/null; }; then
+    say "cannot install them here (no apt-get, or not root and no sudo): install ${missing[*]}"
+    exit 1
+  fi
   $SUDO apt-get update -qq > /dev/null || true
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" > /dev/null
+    "${missing[@]}" > /dev/null || { say "apt-get could not install ${missing[*]}"; exit 1; }
 fi
 
 features=s3,azure,portable
