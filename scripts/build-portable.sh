@@ -52,7 +52,7 @@ cargo build --release --locked --no-default-features --features "$features" --qu
 mkdir -p dist/completions
 bin=dist/a9s-recover-$arch-linux
 # Without the line tables (110 MB → 27 MB); function names stay for backtraces.
-strip --strip-debug -o "$bin.tmp" target/release/a9s-recover && mv -f "$bin.tmp" "$bin"
+strip --strip-debug -o "$bin.tmp" "${CARGO_TARGET_DIR:-target}/release/a9s-recover" && mv -f "$bin.tmp" "$bin"
 
 scripts/check-portable.sh "$bin"
 

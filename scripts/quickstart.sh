@@ -36,5 +36,5 @@ have libssl-dev || say "OpenSSL's headers (libssl-dev) are missing: the build wi
 say "building (cargo build --release ${features[*]:-}); the first build takes several minutes"
 cargo build --release --quiet "${features[@]}"
 say "recovering the example backup (secret: demo) to stdout"
-A9S_SECRET=demo exec target/release/a9s-recover --bucket examples/bucket \
+A9S_SECRET=demo exec "${CARGO_TARGET_DIR:-target}/release/a9s-recover" --bucket examples/bucket \
   --backup-id 5d3c9a1e-7f2b-4c1a-9e8d-2b6f0a4c8e17-1732183200000

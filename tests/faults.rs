@@ -181,7 +181,7 @@ fn fixture(kind: Fixture, dir: &Path) -> Vec<PathBuf> {
 }
 
 fn run_row(row: &Row, bucket: &Path, extra: &[String]) -> std::process::Output {
-    let exe = env!("CARGO_BIN_EXE_a9s-recover");
+    let exe = crate::support::exe();
     let mut args: Vec<String> = Vec::new();
     args.extend(extra.iter().cloned());
     args.extend([
@@ -194,7 +194,8 @@ fn run_row(row: &Row, bucket: &Path, extra: &[String]) -> std::process::Output {
     let mut cmd = match row.ulimit_kib {
         Some(k) => {
             let mut c = std::process::Command::new("sh");
-            c.args(["-c", &format!("ulimit -f {k}; exec \"$0\" \"$@\""), exe]);
+            c.args(["-c", &format!("ulimit -f {k}; exec \"$0\" \"$@\"")])
+                .arg(&exe);
             c.args(&args);
             c
         }

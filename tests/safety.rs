@@ -711,15 +711,10 @@ sys.stdout.write("%d %.3f\n" % (os.waitstatus_to_exitcode(status), elapsed))
 sys.stdout.write(seen.decode(errors="replace"))
 "#;
     let mut c = Command::new("python3");
-    c.args([
-        "-c",
-        SCRIPT,
-        prompt,
-        keys,
-        env!("CARGO_BIN_EXE_a9s-recover"),
-    ])
-    .args(args)
-    .env_remove("A9S_SECRET");
+    c.args(["-c", SCRIPT, prompt, keys])
+        .arg(crate::support::exe())
+        .args(args)
+        .env_remove("A9S_SECRET");
     for (k, v) in env {
         c.env(k, v);
     }

@@ -16,9 +16,18 @@ use sha2::{Digest, Sha256};
 pub const ID: &str = "b6f4c071-ef44-4af2-9608-531b4ce4823f-1548967947154";
 pub const SECRET: &str = "NYHD8MVmA55HEqoaYHpQaxfwEMcQ1wkI";
 
+/// The executable under test: the one cargo built, or `A9S_TEST_BIN` (CI runs the byte-exact,
+/// bad-input, pack and cloud tests once more against the portable binary this way).
+pub fn exe() -> PathBuf {
+    match std::env::var_os("A9S_TEST_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_a9s-recover")),
+    }
+}
+
 /// The binary under test, with a clean environment for secrets.
 pub fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_a9s-recover"));
+    let mut c = Command::new(exe());
     c.env_remove("A9S_SECRET").stdin(Stdio::null());
     c
 }
