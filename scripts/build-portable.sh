@@ -20,7 +20,7 @@ deb=false
 for arg in "$@"; do
   case "$arg" in
     --deb) deb=true ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) say "unknown argument $arg (see --help)"; exit 2 ;;
   esac
 done
