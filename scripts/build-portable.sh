@@ -47,7 +47,7 @@ fi
 
 features=s3,azure,portable
 say "building (cargo build --release --locked --no-default-features --features $features);"
-say "a clean build takes about 8 minutes on 2 cores (OpenSSL and ISA-L from source)"
+say "a clean build takes about 10 minutes on 2 cores (OpenSSL and ISA-L from source)"
 cargo build --release --locked --no-default-features --features "$features" --quiet
 mkdir -p dist/completions
 bin=dist/a9s-recover-$arch-linux
