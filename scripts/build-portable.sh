@@ -51,10 +51,13 @@ say "a clean build takes about 10 minutes on 2 cores (OpenSSL and ISA-L from sou
 cargo build --release --locked --no-default-features --features "$features" --quiet
 mkdir -p dist/completions
 bin=dist/a9s-recover-$arch-linux
-# Without the line tables (110 MB → 27 MB); function names stay for backtraces.
-strip --strip-debug -o "$bin.tmp" "${CARGO_TARGET_DIR:-target}/release/a9s-recover" && mv -f "$bin.tmp" "$bin"
-
-scripts/check-portable.sh "$bin"
+# Without the line tables (110 MB → 27 MB); function names stay for backtraces. Checked under
+# a temporary name, and only then put in place: a binary that fails a check is not left in
+# dist/ looking like a good one.
+rm -f "$bin"
+strip --strip-debug -o "$bin.tmp" "${CARGO_TARGET_DIR:-target}/release/a9s-recover"
+scripts/check-portable.sh "$bin.tmp" || { rm -f "$bin.tmp"; exit 1; }
+mv -f "$bin.tmp" "$bin"
 
 "$bin" man | gzip -9n > dist/a9s-recover.1.gz
 "$bin" completions bash > dist/completions/a9s-recover.bash
@@ -68,6 +71,7 @@ if $deb; then
     cargo install cargo-deb --locked --quiet
   fi
   # The assets in Cargo.toml's [package.metadata.deb] are the files above: no second build.
+  rm -f dist/a9s-recover_*.deb   # one package in dist/, the one just built
   cargo deb --no-build --no-strip --locked --output dist/ --quiet
   say "built $(ls -1t dist/*.deb | head -1)"
 fi

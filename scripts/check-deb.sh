@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the .deb with dpkg -i and checks what it installed: the binary on PATH and its
 # --version, the man page, the completions, and the quick start on the example backup it
-# ships. Removes the package again unless --keep. Runs as root or with sudo.
+# ships. Removes the package again unless --keep; refuses to run without --keep where
+# a9s-recover is already installed. Runs as root or with sudo.
 #
 #   scripts/check-deb.sh dist/a9s-recover_0.1.0-1_amd64.deb [--keep]
 set -euo pipefail
@@ -12,6 +13,11 @@ SUDO=""
 fail() { echo "check-deb: FAIL: $*" >&2; exit 1; }
 say() { echo "check-deb: $*"; }
 
+# The check removes the package when done: it must not remove one the machine already had.
+installed=$(dpkg-query -W -f='${Status} ${Version}' a9s-recover 2>/dev/null | grep '^install ok installed' || true)
+if [ -n "$installed" ] && [ "$keep" != --keep ]; then
+  fail "a9s-recover ${installed##* } is installed here; this check would replace it and then remove it. Run with --keep (it stays installed, replaced by $deb), or remove it first"
+fi
 $SUDO dpkg -i "$deb"
 [ "$keep" = --keep ] || trap '$SUDO dpkg -r a9s-recover > /dev/null' EXIT
 [ "$(command -v a9s-recover)" = /usr/bin/a9s-recover ] \
@@ -31,14 +37,4 @@ bash -c 'source /usr/share/bash-completion/completions/a9s-recover && complete -
 say "man page and completions installed"
 
 # The quick start, from the example backup the package ships.
-examples=/usr/share/doc/a9s-recover/examples/bucket
-out=$(mktemp)
-trap 'rm -f "$out"; [ "$keep" = --keep ] || $SUDO dpkg -r a9s-recover > /dev/null' EXIT
-A9S_SECRET=demo a9s-recover --bucket "$examples" \
-  --backup-id 5d3c9a1e-7f2b-4c1a-9e8d-2b6f0a4c8e17-1732183200000 > "$out"
-head -n 3 "$out"
-grep -q 'PostgreSQL database' "$out" || fail "the quick start did not print a PostgreSQL dump"
-want=$(grep -o '"plaintext_sha256": *"[0-9a-f]*"' "$examples"/*.json | grep -o '[0-9a-f]\{64\}')
-got=$(sha256sum < "$out" | cut -d' ' -f1)
-[ "$want" = "$got" ] || fail "the recovered dump's sha256 is $got, the metadata says $want"
-say "the installed package recovered the example backup ($(wc -c < "$out") bytes, sha256 ${got:0:12}…)"
+"$(dirname "$0")/check-example.sh" a9s-recover /usr/share/doc/a9s-recover/examples/bucket

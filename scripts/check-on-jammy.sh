@@ -14,23 +14,27 @@ bin=dist/a9s-recover-x86_64-linux
 deb=$(ls -1t dist/a9s-recover_*_amd64.deb 2> /dev/null | head -1)
 [ -x "$bin" ] && [ -n "$deb" ] || fail "no $bin or .deb in dist/: run scripts/build-portable.sh --deb"
 command -v debootstrap > /dev/null || apt-get install -y -qq --no-install-recommends debootstrap > /dev/null
+# The root is a Jammy chroot this script made, or an empty or new directory: never the host
+# (`/`) or another system, where dpkg -i and dpkg -r would act for real.
+if [ -n "$(ls -A "$root" 2>/dev/null)" ] \
+  && ! grep -qs '^VERSION_CODENAME=jammy$' "$root/etc/os-release"; then
+  fail "$root is neither empty nor an Ubuntu Jammy root: name a new directory"
+fi
+[ "$(cd "$root" 2>/dev/null && pwd -P)" != / ] || fail "the root is /: name a new directory"
 if [ ! -x "$root/usr/bin/dpkg" ]; then
   # Debian has no ubuntu-keyring package; the chroot is a throwaway test root.
   debootstrap --no-check-gpg --variant=minbase jammy "$root" http://archive.ubuntu.com/ubuntu > /dev/null
 fi
 cp "$bin" "$root/tmp/a9s-recover-portable"
 cp "$deb" "$root/tmp/a9s-recover.deb"
+cp scripts/check-example.sh "$root/tmp/"
 rm -rf "$root/tmp/bucket" && cp -r examples/bucket "$root/tmp/bucket"
-id=5d3c9a1e-7f2b-4c1a-9e8d-2b6f0a4c8e17-1732183200000
-want=$(grep -o '"plaintext_sha256": *"[0-9a-f]*"' "examples/bucket/$id.json" | grep -o '[0-9a-f]\{64\}')
-chroot "$root" /bin/sh -ec "
+chroot "$root" /bin/bash -ec "
   grep PRETTY_NAME /etc/os-release; ldd --version | head -1
   /tmp/a9s-recover-portable --version
-  test \"\$(A9S_SECRET=demo /tmp/a9s-recover-portable --bucket /tmp/bucket --backup-id $id | sha256sum | cut -d' ' -f1)\" = $want
-  echo 'portable binary: the quick start recovered the example byte for byte'
+  /tmp/check-example.sh /tmp/a9s-recover-portable /tmp/bucket
   dpkg -i /tmp/a9s-recover.deb > /dev/null
-  test \"\$(A9S_SECRET=demo a9s-recover --bucket /usr/share/doc/a9s-recover/examples/bucket --backup-id $id | sha256sum | cut -d' ' -f1)\" = $want
-  echo '.deb: installed, and the quick start from its example recovered byte for byte'
+  /tmp/check-example.sh a9s-recover /usr/share/doc/a9s-recover/examples/bucket
   dpkg -r a9s-recover > /dev/null
 " || fail "on Jammy (above)"
 echo "check-on-jammy: OK"
