@@ -17,12 +17,13 @@ fn main() -> ExitCode {
     let args = {
         use clap::{CommandFactory, FromArgMatches};
         // `--version` (long) names the features, engines and libraries; `-V` the version.
-        let long_version: &'static str = Box::leak(
-            a9s_recover::build_info::LongVersion
-                .to_string()
-                .into_boxed_str(),
-        );
-        let matches = cli::Cli::command().long_version(long_version).get_matches();
+        // Worked out only when asked: it reads /proc/self/maps.
+        let mut command = cli::Cli::command();
+        if std::env::args_os().any(|a| a == "--version") {
+            let text = a9s_recover::build_info::LongVersion.to_string();
+            command = command.long_version(&*Box::leak(text.into_boxed_str()));
+        }
+        let matches = command.get_matches();
         cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -252,6 +252,11 @@ impl AzureSource {
     }
 }
 
+/// What to check when Azure refuses us.
+const DENIED: &str = ". Access denied: check the account key or SAS token (and the SAS's expiry \
+     and permissions: read and list), or that the signed-in identity has the Storage Blob Data \
+     Reader role";
+
 /// Whether the server said 401 or 403 (object_store's text is all a Generic error carries).
 fn refused(e: &object_store::Error) -> bool {
     let text = e.to_string();
@@ -267,19 +272,11 @@ fn store_error(
     use object_store::Error as E;
     let (transient, advice) = match &e {
         E::NotFound { .. } => (false, ""),
-        E::PermissionDenied { .. } | E::Unauthenticated { .. } => (
-            false,
-            ". Access denied: check the account key or SAS token (and the SAS's expiry and permissions: read and list), \
-             or that the signed-in identity has the Storage Blob Data Reader role",
-        ),
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => (false, DENIED),
         E::Precondition { .. } | E::NotModified { .. } => (false, ""),
         // object_store reports a refused list request as Generic: a 401 or 403 in it is not
         // worth retrying.
-        E::Generic { .. } if refused(&e) => (
-            false,
-            ". Access denied: check the account key or SAS token (and the SAS's expiry and permissions: read and list), \
-             or that the signed-in identity has the Storage Blob Data Reader role",
-        ),
+        E::Generic { .. } if refused(&e) => (false, DENIED),
         E::Generic { .. } => (true, ""),
         _ => (false, ""),
     };
