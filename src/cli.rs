@@ -548,6 +548,12 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub no_verify: bool,
 
+    /// How long the verification may count one table, in seconds (0: no limit). Each table is
+    /// counted by a statement of its own, which waits at most 10 s for its lock; a table
+    /// whose count hits either limit is reported as not checked, never as a mismatch.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
+    pub verify_timeout: u64,
+
     /// Do not read the whole backup before the plan's destructive stages. By default, when a
     /// destructive stage comes before the stream (stopping standbys, dropping slots or
     /// schemas...), the backup is read and checked once first, so that nothing is stopped or
@@ -1145,6 +1151,12 @@ fn finish_json<T: serde::Serialize>(
         };
         obj.insert("error".into(), msg.into());
         obj.insert("kind".into(), kind.into());
+        // A failed stage: what failed in it, for scripts that tell a mismatch from the rest.
+        if let Some(a9s_recover::Error::Stage { source, .. }) =
+            e.downcast_ref::<a9s_recover::Error>()
+        {
+            obj.insert("stage_error_kind".into(), source.kind().into());
+        }
     }
     print_stdout(&serde_json::to_string_pretty(&v)?)?;
     result

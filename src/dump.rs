@@ -308,9 +308,9 @@ pub struct CopyCounter {
     line: Vec<u8>,
     line_overflow: bool,
     in_copy: bool,
-    /// In COPY mode: bytes of the current data line seen so far (only the first 3 matter).
+    /// In COPY mode: bytes of the current data line seen so far (only the first 4 matter).
     copy_line_len: usize,
-    copy_line_head: [u8; 2],
+    copy_line_head: [u8; 3],
     database: Option<String>,
     tables: Vec<TableRows>,
     /// Every `\connect` target, in order of first appearance.
@@ -441,7 +441,9 @@ impl CopyCounter {
         for nl in memchr::memchr_iter(b'\n', data) {
             let seg = &data[start..nl];
             self.note_copy_bytes(seg);
-            let is_end = self.copy_line_len == 2 && self.copy_line_head == *b"\\.";
+            // `\.`, or `\.` CR in a dump with CR LF line ends, as psql takes it.
+            let is_end = (self.copy_line_len == 2 && self.copy_line_head[..2] == *b"\\.")
+                || (self.copy_line_len == 3 && self.copy_line_head == *b"\\.\r");
             self.copy_line_len = 0;
             start = nl + 1;
             if is_end {
@@ -457,14 +459,14 @@ impl CopyCounter {
     }
 
     fn note_copy_bytes(&mut self, seg: &[u8]) {
-        for &b in seg.iter().take(3usize.saturating_sub(self.copy_line_len)) {
-            if self.copy_line_len < 2 {
+        for &b in seg.iter().take(4usize.saturating_sub(self.copy_line_len)) {
+            if self.copy_line_len < 3 {
                 self.copy_line_head[self.copy_line_len] = b;
             }
             self.copy_line_len += 1;
         }
-        if seg.len() > 3 {
-            self.copy_line_len = self.copy_line_len.max(3);
+        if seg.len() > 4 {
+            self.copy_line_len = self.copy_line_len.max(4);
         }
     }
 
@@ -684,6 +686,30 @@ COPY public.orders FROM stdin;\nx\n\\.x\n\\.\nSELECT 1;\n";
             assert_eq!(t[2].rows, 2, "`\\.x` is data, only `\\.` ends the block");
             assert_eq!(t[2].database.as_deref(), Some("shop"));
         }
+    }
+
+    #[test]
+    fn a_dump_with_crlf_line_ends_counts_as_psql_reads_it() {
+        // Written on Windows, or copied there in text mode: psql takes `\.` CR LF as the end.
+        let crlf = DUMP.replace('\n', "\r\n");
+        let mut plain = CopyCounter::new();
+        plain.feed(DUMP.as_bytes());
+        for step in [1, 2, 3, 4, 5, 1000] {
+            let mut c = CopyCounter::new();
+            for ch in crlf.as_bytes().chunks(step) {
+                c.feed(ch);
+            }
+            assert!(!c.in_copy(), "step {step}");
+            assert_eq!(c.tables(), plain.tables(), "step {step}");
+            assert_eq!(c.databases(), plain.databases(), "step {step}");
+        }
+        let head = "--\r\n-- PostgreSQL database dump\r\n--\r\n\r\n-- Dumped from database version 15.18\r\n\
+                    -- Dumped by pg_dump version 16.4\r\n\r\n\\restrict abc\r\n";
+        assert_eq!(sniff(head.as_bytes()), DumpKind::PgDumpPlain);
+        let o = origin(head.as_bytes());
+        assert_eq!(o.server, PgVersion::parse("15.18"));
+        assert_eq!(o.pg_dump, PgVersion::parse("16.4"));
+        assert!(o.restrict);
     }
 
     #[test]

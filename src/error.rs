@@ -324,8 +324,29 @@ pub enum Error {
         restored: Vec<String>,
     },
 
-    #[error("verification failed: {count} table(s) have other row counts than the dump:\n{table}")]
-    Verification { count: usize, table: String },
+    #[error(
+        "verification failed: {count} table(s) have other row counts than the dump{}:\n{table}",
+        if *.unchecked > 0 { format!(" ({} more could not be checked)", .unchecked) } else { String::new() }
+    )]
+    Verification {
+        count: usize,
+        unchecked: usize,
+        table: String,
+    },
+
+    /// The check itself failed for some tables (a timeout, a lock, a lost connection): no
+    /// mismatch was found, and these tables were not checked.
+    #[error(
+        "verification incomplete: {count} of {of} table(s) could not be checked (no mismatch was \
+         found in the others); the restore itself is not known to be wrong. Check the target, \
+         then run the verification again (--resume reruns it; --verify-timeout gives each \
+         table's count longer):\n{table}"
+    )]
+    VerificationIncomplete {
+        count: usize,
+        of: usize,
+        table: String,
+    },
 
     /// A destructive stage needs consent.
     #[error("the plan has destructive stages ({0}); pass --yes, or run it on a terminal to confirm (see them first with --dry-run)")]
@@ -394,6 +415,7 @@ impl Error {
             Error::Stage { .. } => "stage",
             Error::RenameSource { .. } => "rename_source",
             Error::Verification { .. } => "verification",
+            Error::VerificationIncomplete { .. } => "verification_incomplete",
             Error::NotConfirmed { .. } => "not_confirmed",
             Error::Declined => "declined",
             Error::Journal { .. } => "journal",

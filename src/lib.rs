@@ -35,7 +35,8 @@
 //! - `child` (private): the one place that starts processes, each in a group of its own.
 //! - `pipe` (private): bounded pipes of `Bytes` between the stages.
 //! - [`progress`], [`shutdown`], [`secret`], [`time`]: the progress bar, Ctrl-C and SIGTERM,
-//!   zeroed secrets, timestamps and unique names.
+//!   zeroed secrets, timestamps and unique names; [`text`]: control characters in names and
+//!   messages escaped before they reach a terminal.
 //! - [`error`]: the error type and the error policy.
 //! - [`build_info`]: what the binary was built with, for `--version`.
 //!
@@ -65,6 +66,7 @@ pub mod sink;
 pub mod source;
 pub mod split;
 pub mod stage;
+pub mod text;
 pub mod time;
 
 pub use error::{Error, Result};

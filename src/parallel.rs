@@ -291,7 +291,7 @@ impl ParallelLoad {
             Item::Statement { text, meta } => self.statement(text, meta),
             Item::CopyStart { statement, table } => self.copy_start(statement, table),
             Item::CopyData(rows) => self.copy_data(rows),
-            Item::CopyEnd => self.copy_end(),
+            Item::CopyEnd { crlf } => self.copy_end(crlf),
             Item::Meta(line) => self.meta(line),
         }
     }
@@ -485,7 +485,10 @@ impl ParallelLoad {
                 let mut text = Vec::with_capacity(statement.len() + rows.len() + 3);
                 text.extend_from_slice(statement);
                 text.extend_from_slice(&rows);
-                text.extend_from_slice(b"\\.\n");
+                // Each chunk is a COPY of its own, ended in its rows' newline style.
+                text.extend_from_slice(crate::split::copy_end_line(
+                    crate::split::rows_are_crlf(&rows),
+                ));
                 self.phases.copy_chunks += 1;
                 let unit = Unit {
                     text,
@@ -502,9 +505,11 @@ impl ParallelLoad {
         }
     }
 
-    fn copy_end(&mut self) -> Result<()> {
+    fn copy_end(&mut self, crlf: bool) -> Result<()> {
         match self.copy.take() {
-            Some(CopyMode::Serial) => self.pool()?.raw(b"\\.\n".to_vec(), true),
+            Some(CopyMode::Serial) => self
+                .pool()?
+                .raw(crate::split::copy_end_line(crlf).to_vec(), true),
             _ => Ok(()),
         }
     }
@@ -765,7 +770,7 @@ impl ParallelLoad {
             Item::Statement { text, .. } => text,
             Item::CopyStart { statement, .. } => statement,
             Item::CopyData(rows) => rows,
-            Item::CopyEnd => b"\\.\n".to_vec(),
+            Item::CopyEnd { crlf } => crate::split::copy_end_line(crlf).to_vec(),
             Item::Meta(mut line) => {
                 line.push(b'\n');
                 line

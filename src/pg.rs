@@ -396,15 +396,7 @@ impl Psql {
     /// tab-separated fields split. psql runs as a child that is killed if the caller gives
     /// up (an interrupted restore).
     pub async fn query(&self, db: Option<&str>, sql: &str) -> Result<Vec<Vec<String>>> {
-        let conn = match db {
-            Some(d) => self.conn.with_db(d),
-            None => self.conn.clone(),
-        };
-        let mut std_cmd = std::process::Command::new(&self.program);
-        std_cmd.args(["-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1"]);
-        conn.apply(&mut std_cmd);
-        let (status, stdout, stderr) =
-            crate::child::output(std_cmd, Some(sql.as_bytes().to_vec()), &self.children).await?;
+        let (conn, status, stdout, stderr) = self.run(db, sql, true).await?;
         if !status.success() {
             return Err(Error::Child {
                 program: "psql".into(),
@@ -413,12 +405,61 @@ impl Psql {
                 stderr: stderr.trim().to_string(),
             });
         }
-        Ok(stdout
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| l.split('\t').map(str::to_string).collect())
-            .collect())
+        Ok(rows(&stdout))
     }
+
+    /// Runs a script of statements on `db` that goes on after a failed statement (no
+    /// `ON_ERROR_STOP`): each statement in a transaction of its own, as psql runs them. Gives
+    /// the rows of the statements that succeeded and psql's stderr (an `ERROR:` line for each
+    /// statement that failed) even when psql itself failed partway (a connection lost).
+    pub async fn script(&self, db: Option<&str>, sql: &str) -> Result<ScriptOutput> {
+        let (_, status, stdout, stderr) = self.run(db, sql, false).await?;
+        Ok(ScriptOutput {
+            completed: status.success(),
+            rows: rows(&stdout),
+            stderr,
+        })
+    }
+
+    async fn run(
+        &self,
+        db: Option<&str>,
+        sql: &str,
+        stop: bool,
+    ) -> Result<(ConnInfo, std::process::ExitStatus, String, String)> {
+        let conn = match db {
+            Some(d) => self.conn.with_db(d),
+            None => self.conn.clone(),
+        };
+        let mut std_cmd = std::process::Command::new(&self.program);
+        std_cmd.args(["-X", "-q", "-A", "-t", "-F", "\t"]);
+        if stop {
+            std_cmd.args(["-v", "ON_ERROR_STOP=1"]);
+        }
+        conn.apply(&mut std_cmd);
+        let (status, stdout, stderr) =
+            crate::child::output(std_cmd, Some(sql.as_bytes().to_vec()), &self.children).await?;
+        Ok((conn, status, stdout, stderr))
+    }
+}
+
+/// What a [`Psql::script`] printed.
+#[derive(Debug)]
+pub struct ScriptOutput {
+    /// psql ran to the end of the script (it exits non-zero when it cannot connect or loses
+    /// the connection, not for a failed statement).
+    pub completed: bool,
+    pub rows: Vec<Vec<String>>,
+    pub stderr: String,
+}
+
+/// psql's unaligned, tuples-only output: a row a line, fields split at tabs.
+fn rows(stdout: &str) -> Vec<Vec<String>> {
+    stdout
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
 }
 
 /// Quotes an SQL identifier.

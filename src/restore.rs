@@ -76,6 +76,8 @@ pub struct Checks {
     /// Read and check the whole backup before a plan's destructive stages, when any come
     /// before the stream (`--no-verify-first` turns it off).
     pub verify_first: bool,
+    /// What each table's count may cost the target (`--verify-timeout`).
+    pub verify_limits: crate::stage::verify::Limits,
 }
 
 impl Default for Checks {
@@ -83,6 +85,7 @@ impl Default for Checks {
         Checks {
             verify: true,
             verify_first: true,
+            verify_limits: Default::default(),
         }
     }
 }
@@ -595,6 +598,7 @@ async fn run_plan(
                 origin: &report.origin,
                 allow_older_target: opts.load.allow_older_target,
                 progress: opts.progress,
+                verify_limits: opts.checks.verify_limits,
                 shutdown: &opts.shutdown,
                 backup: &mut backup,
                 output: &mut output,

@@ -44,8 +44,10 @@ pub enum Item {
     },
     /// Whole COPY rows, each with its newline.
     CopyData(Vec<u8>),
-    /// The `\.` that ends a COPY block (or the end of the input inside one).
-    CopyEnd,
+    /// The `\.` that ends a COPY block (or the end of the input inside one); `crlf` when it
+    /// was `\.` CR LF, as in a dump that passed through Windows: the server wants the end
+    /// marker in the newline style of the rows before it.
+    CopyEnd { crlf: bool },
     /// A backslash meta-command line, without its newline.
     Meta(Vec<u8>),
 }
@@ -117,7 +119,7 @@ impl Splitter {
     /// unfinished statement is still sent (psql sends what its buffer holds).
     pub fn finish(&mut self, out: &mut impl FnMut(Item)) {
         if self.copy {
-            self.end_copy(out);
+            self.end_copy(out, false);
         }
         if !self.line.is_empty() {
             let mut line = std::mem::take(&mut self.line);
@@ -127,7 +129,7 @@ impl Splitter {
         if self.copy {
             // The last line was a COPY statement without rows.
             self.copy = false;
-            out(Item::CopyEnd);
+            out(Item::CopyEnd { crlf: false });
         }
         if !self.statement.is_empty() {
             let mut text = std::mem::take(&mut self.statement);
@@ -148,15 +150,16 @@ impl Splitter {
         self.copy || !self.statement.is_empty() || !self.line.is_empty()
     }
 
-    /// Hands on the rows kept and ends the COPY block.
-    fn end_copy(&mut self, out: &mut impl FnMut(Item)) {
+    /// Hands on the rows kept and ends the COPY block (at the end of the input: `end` is
+    /// empty).
+    fn end_copy(&mut self, out: &mut impl FnMut(Item), crlf: bool) {
         let rows = std::mem::take(&mut self.rows);
         if !rows.is_empty() {
             out(Item::CopyData(rows));
         }
         self.row_start = 0;
         self.copy = false;
-        out(Item::CopyEnd);
+        out(Item::CopyEnd { crlf });
     }
 
     fn feed_copy<'a>(&mut self, data: &'a [u8], out: &mut impl FnMut(Item)) -> &'a [u8] {
@@ -165,9 +168,9 @@ impl Splitter {
         for nl in memchr::memchr_iter(b'\n', data) {
             let partial = &self.rows[self.row_start..];
             let tail = &data[seg..nl];
-            if is_copy_end(partial, tail) {
+            if let Some(crlf) = copy_end(partial, tail) {
                 self.rows.truncate(self.row_start);
-                self.end_copy(out);
+                self.end_copy(out, crlf);
                 return &data[nl + 1..];
             }
             // Rows are copied in runs; a run is cut where a chunk is full.
@@ -366,16 +369,37 @@ impl Splitter {
     }
 }
 
-/// Whether the row made of `partial` and `tail` (without its newline) is `\.`.
-fn is_copy_end(partial: &[u8], tail: &[u8]) -> bool {
+/// Whether the row made of `partial` and `tail` (without its newline) is `\.`: Some(true)
+/// for `\.` CR, as psql also takes it.
+fn copy_end(partial: &[u8], tail: &[u8]) -> Option<bool> {
     let len = partial.len() + tail.len();
     if len != 2 && len != 3 {
-        return false;
+        return None;
     }
     let mut row = [0u8; 3];
     row[..partial.len()].copy_from_slice(partial);
     row[partial.len()..len].copy_from_slice(tail);
-    &row[..len] == b"\\." || &row[..len] == b"\\.\r"
+    match &row[..len] {
+        b"\\." => Some(false),
+        b"\\.\r" => Some(true),
+        _ => None,
+    }
+}
+
+/// The line that ends a COPY block, in the newline style of the dump.
+pub fn copy_end_line(crlf: bool) -> &'static [u8] {
+    if crlf {
+        b"\\.\r\n"
+    } else {
+        b"\\.\n"
+    }
+}
+
+/// Whether COPY rows end their lines with CR LF (the first row says: the server takes the
+/// newline style of a COPY from its first row and wants every row, and the end marker, in
+/// it).
+pub fn rows_are_crlf(rows: &[u8]) -> bool {
+    memchr::memchr(b'\n', rows).is_some_and(|i| i > 0 && rows[i - 1] == b'\r')
 }
 
 fn is_ident_byte(b: u8) -> bool {
@@ -569,7 +593,7 @@ mod tests {
                         table: Some("public.t".into())
                     },
                     Item::CopyData(b"x\\.y\n\\\\.\n".to_vec()),
-                    Item::CopyEnd,
+                    Item::CopyEnd { crlf: false },
                     stmt("SELECT 1;\n"),
                 ],
                 "step {step}"
@@ -620,13 +644,13 @@ mod tests {
             assert!(c.len() <= CHUNK + 1001);
             assert_eq!(c.len() % row.len(), 0);
         }
-        assert_eq!(items.last(), Some(&Item::CopyEnd));
+        assert_eq!(items.last(), Some(&Item::CopyEnd { crlf: false }));
     }
 
     #[test]
     fn end_of_input_inside_copy_or_a_statement() {
         let items = split_all(b"COPY t FROM stdin;\na\nb", 2);
-        assert_eq!(normalize(items).last(), Some(&Item::CopyEnd));
+        assert_eq!(normalize(items).last(), Some(&Item::CopyEnd { crlf: false }));
         let items = split_all(b"SELECT 1", 3);
         assert_eq!(items, vec![stmt("SELECT 1\n")]);
     }

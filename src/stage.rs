@@ -113,6 +113,8 @@ pub(crate) struct StageContext<'a> {
     /// Restore a dump of a newer major version than the target runs.
     pub allow_older_target: bool,
     pub progress: bool,
+    /// What the row-count verification may cost the target.
+    pub verify_limits: verify::Limits,
     pub shutdown: &'a Shutdown,
     /// The backup, until the restore stage streams it.
     pub backup: &'a mut Option<Arc<PreparedBackup>>,

@@ -13,5 +13,6 @@ mod parallel;
 mod props;
 mod restore;
 mod safety;
+mod scale;
 mod sources;
 mod versions;

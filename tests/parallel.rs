@@ -268,6 +268,52 @@ fn pg_dump_plain_inserts_and_partition_root_equal_psql_f() {
     equivalent("pg_dump --create", &created, None, &[ODD_DB], &[3]);
 }
 
+/// A dump that passed through Windows (`sed 's/$/\r/'`): psql takes `\.` CR LF as the end
+/// of COPY data, and the server wants each COPY's end marker in its rows' newline style. The
+/// restore at every N equals psql -f's, and the row counts (the default plan verifies) find
+/// every table with its exact rows (issue 18).
+#[test]
+fn a_dump_with_crlf_line_ends_equals_psql_f_at_every_n() {
+    let Some(src) = source() else { return };
+    let dumpall = src.tool("pg_dumpall", &[]);
+    drop(src);
+    let crlf = |d: &[u8]| {
+        let mut out = Vec::with_capacity(d.len() + d.len() / 20);
+        for &b in d {
+            if b == b'\n' {
+                out.push(b'\r');
+            }
+            out.push(b);
+        }
+        out
+    };
+    let dump = crlf(&dumpall);
+    equivalent(
+        "pg_dumpall with CR LF",
+        &dump,
+        None,
+        &["shop", ODD_DB, "select"],
+        &[1, 2, 4],
+    );
+    // The verification counts every table, the odd names among them, exactly.
+    let bucket = backup_of(&dump);
+    let Some(c) = target(None) else { return };
+    let out = restore(bucket.path(), &c, "postgres", &["--jobs", "2", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = r["verification"].as_array().unwrap();
+    let rows = |t: &str| {
+        checks
+            .iter()
+            .find(|c| c["table"] == t)
+            .map(|c| (c["dump_rows"].as_u64().unwrap(), c["status"].clone()))
+    };
+    assert_eq!(rows("sales.orders"), Some((120_000, "ok".into())));
+    assert_eq!(rows("public.\"order\""), Some((2, "ok".into())));
+    assert_eq!(rows("public.\"select\""), Some((2, "ok".into())));
+    assert!(checks.iter().all(|c| c["status"] == "ok"), "{}", r["verification"]);
+}
+
 /// A dump whose data phase and index phase take long enough to be interrupted: a CHECK that
 /// sleeps per row, and an index on an expression that sleeps per row.
 fn slow_dump(src: &Cluster) -> Vec<u8> {

@@ -219,7 +219,7 @@ proptest! {
         if !data.is_empty() {
             expected.push(Item::CopyData(data.into_bytes()));
         }
-        expected.push(Item::CopyEnd);
+        expected.push(Item::CopyEnd { crlf: false });
         expected.push(Item::Statement { text: b"SELECT 1;\n".to_vec(), meta: false });
         prop_assert_eq!(items, expected);
     }

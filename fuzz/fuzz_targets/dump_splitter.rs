@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(i + 2, whole.len());
                 }
             }
-            Item::CopyEnd => {
+            Item::CopyEnd { .. } => {
                 assert!(open);
                 open = false;
             }

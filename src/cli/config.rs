@@ -112,6 +112,10 @@ pub(super) fn restore_options(
         checks: Checks {
             verify: !args.no_verify,
             verify_first: !args.no_verify_first,
+            verify_limits: a9s_recover::stage::verify::Limits {
+                statement_timeout: std::time::Duration::from_secs(args.verify_timeout),
+                ..Default::default()
+            },
         },
         yes: args.yes,
         progress,
