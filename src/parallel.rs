@@ -486,9 +486,9 @@ impl ParallelLoad {
                 text.extend_from_slice(statement);
                 text.extend_from_slice(&rows);
                 // Each chunk is a COPY of its own, ended in its rows' newline style.
-                text.extend_from_slice(crate::split::copy_end_line(
-                    crate::split::rows_are_crlf(&rows),
-                ));
+                text.extend_from_slice(crate::split::copy_end_line(crate::split::rows_are_crlf(
+                    &rows,
+                )));
                 self.phases.copy_chunks += 1;
                 let unit = Unit {
                     text,

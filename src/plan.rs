@@ -101,39 +101,112 @@ pub struct ResolvedPlan {
     pub stages: Vec<Stage>,
 }
 
-/// Replaces `{name}` with `vars[name]`; returns the names it could not find.
-pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> (String, Vec<String>) {
-    let mut out = String::with_capacity(text.len());
-    let mut missing = Vec::new();
+/// Where a placeholder's value goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    /// Into a stage's text that the stage kind quotes itself (a database or schema name that
+    /// becomes an SQL identifier or literal), or the SQL of an `sql` stage.
+    Text,
+    /// Into a `command` stage's shell command: `{name}` is one shell word whatever the value
+    /// holds; `{shell:name}` is the value as shell text, for a variable that is a command.
+    Shell,
+}
+
+/// The variables every plan has; they come from the backup and the target (a database name
+/// is data, not the operator's words), so they are never shell text.
+pub const BUILTINS: [&str; 3] = ["backup_id", "instance_id", "target_db"];
+
+/// What [`substitute`] made.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Substituted {
+    pub text: String,
+    /// Variables that are not set.
+    pub missing: Vec<String>,
+    /// Placeholders that cannot be used where they are.
+    pub problems: Vec<String>,
+}
+
+/// `value` as one POSIX shell word: as it is when it is made only of characters no shell
+/// treats specially, else in single quotes (a `'` inside as `'\''`).
+pub fn shell_word(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./:=@%+,".contains(&b));
+    if plain {
+        value.to_string()
+    } else {
+        format!("'{}'", value.replace('\'', "'\\''"))
+    }
+}
+
+/// Replaces `{name}` with `vars[name]` (in a shell command, quoted as one word) and, in a
+/// shell command, `{shell:name}` with the value as it is. A `{name}` inside the command's own
+/// quotes is refused: a quoted word inside quotes would be unquoted again.
+pub fn substitute(text: &str, vars: &BTreeMap<String, String>, ctx: Context) -> Substituted {
+    #[derive(PartialEq)]
+    enum Quote {
+        None,
+        Single,
+        Double,
+    }
+    let mut out = Substituted::default();
+    let mut quote = Quote::None;
+    let mut escaped = false;
     let mut rest = text;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        match after.find('}') {
-            Some(close)
-                if close > 0
-                    && after[..close]
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
-            {
-                let key = &after[..close];
+    while let Some(c) = rest.chars().next() {
+        if c == '{' {
+            let after = &rest[1..];
+            let close = after.find('}');
+            let inner = close.map(|k| &after[..k]).unwrap_or("");
+            let (raw, key) = match inner.strip_prefix("shell:") {
+                Some(k) => (true, k),
+                None => (false, inner),
+            };
+            if let Some(close) = close.filter(|_| {
+                !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            }) {
+                let placeholder = &rest[..close + 2];
+                match (ctx, raw) {
+                    (Context::Text, true) => out.problems.push(format!(
+                        "{placeholder} is only for a command stage's run"
+                    )),
+                    (Context::Shell, true) if BUILTINS.contains(&key) => out.problems.push(format!(
+                        "{placeholder}: {key} comes from the backup or the target, so it is never shell text; write {{{key}}}"
+                    )),
+                    (Context::Shell, false) if quote != Quote::None => out.problems.push(format!(
+                        "{placeholder} is inside quotes in the command; write it outside them: it reaches the shell as one word, quoted, whatever it holds"
+                    )),
+                    _ => {}
+                }
                 match vars.get(key) {
-                    Some(v) => out.push_str(v),
+                    Some(v) if ctx == Context::Shell && !raw => out.text.push_str(&shell_word(v)),
+                    Some(v) => out.text.push_str(v),
                     None => {
-                        missing.push(key.to_string());
-                        out.push_str(&rest[open..open + close + 2]);
+                        out.missing.push(key.to_string());
+                        out.text.push_str(placeholder);
                     }
                 }
                 rest = &after[close + 1..];
-            }
-            _ => {
-                out.push('{');
-                rest = after;
+                escaped = false;
+                continue;
             }
         }
+        if ctx == Context::Shell {
+            match (&quote, c) {
+                _ if escaped => escaped = false,
+                (Quote::None | Quote::Double, '\\') => escaped = true,
+                (Quote::None, '\'') => quote = Quote::Single,
+                (Quote::Single, '\'') => quote = Quote::None,
+                (Quote::None, '"') => quote = Quote::Double,
+                (Quote::Double, '"') => quote = Quote::None,
+                _ => {}
+            }
+        }
+        out.text.push(c);
+        rest = &rest[c.len_utf8()..];
     }
-    out.push_str(rest);
-    (out, missing)
+    out
 }
 
 impl ResolvedPlan {
@@ -154,10 +227,12 @@ impl ResolvedPlan {
         let mut problems = Vec::new();
         for (i, spec) in file.stages.iter().enumerate() {
             let mut missing = Vec::new();
-            let mut sub = |s: &str| {
-                let (v, m) = substitute(s, &vars);
-                missing.extend(m);
-                v
+            let mut misused = Vec::new();
+            let mut sub = |s: &str, ctx: Context| {
+                let r = substitute(s, &vars, ctx);
+                missing.extend(r.missing);
+                misused.extend(r.problems);
+                r.text
             };
             let crate::stage::Resolved {
                 name: given_name,
@@ -169,6 +244,9 @@ impl ResolvedPlan {
             missing.sort();
             missing.dedup();
             let name = given_name.unwrap_or_else(|| action.default_name().to_string());
+            for m in misused {
+                problems.push(format!("stage {} ({name}): {m}", i + 1));
+            }
             let skip = if missing.is_empty() {
                 None
             } else if optional {
@@ -341,11 +419,88 @@ mod tests {
     #[test]
     fn substitution() {
         let v = vars(&[("a", "1")]);
+        let r = substitute("x{a}y{b}{ c }", &v, Context::Text);
         assert_eq!(
-            substitute("x{a}y{b}{ c }", &v),
-            ("x1y{b}{ c }".into(), vec!["b".into()])
+            (r.text.as_str(), r.missing),
+            ("x1y{b}{ c }", vec!["b".to_string()])
         );
-        assert_eq!(substitute("{{a}}", &v).0, "{1}");
+        assert_eq!(substitute("{{a}}", &v, Context::Text).text, "{1}");
+    }
+
+    #[test]
+    fn a_value_reaches_the_shell_as_one_word() {
+        let v = vars(&[
+            ("note", "$(touch ./pwned2)`touch ./pwned3`;touch ./pwned4"),
+            ("quote", "it's"),
+            ("plain", "db_1.x"),
+            ("cmd", "monit stop repmgr"),
+            ("target_db", "x$(touch ./pwned5)"),
+        ]);
+        let r = substitute("echo got {note} {quote} {plain}", &v, Context::Shell);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(
+            r.text,
+            "echo got '$(touch ./pwned2)`touch ./pwned3`;touch ./pwned4' 'it'\\''s' db_1.x"
+        );
+        assert_eq!(
+            substitute("echo restored into {target_db}", &v, Context::Shell).text,
+            "echo restored into 'x$(touch ./pwned5)'"
+        );
+        // A variable that is a command says so, and only a command stage may say it.
+        assert_eq!(
+            substitute("{shell:cmd}", &v, Context::Shell).text,
+            "monit stop repmgr"
+        );
+        assert!(!substitute("{shell:cmd}", &v, Context::Text)
+            .problems
+            .is_empty());
+        // The builtins come from the backup and the target: never shell text.
+        let r = substitute("{shell:target_db}", &v, Context::Shell);
+        assert!(
+            r.problems[0].contains("never shell text"),
+            "{:?}",
+            r.problems
+        );
+        // Inside the command's own quotes a quoted word would be unquoted again.
+        for quoted in ["echo '{note}'", "echo \"{note}\"", "echo \"a $({note})\""] {
+            let r = substitute(quoted, &v, Context::Shell);
+            assert!(
+                r.problems[0].contains("inside quotes"),
+                "{quoted}: {:?}",
+                r.problems
+            );
+        }
+        // Quotes that are escaped or closed do not count.
+        assert!(
+            substitute("echo \\' {note} 'x' \"y\" {plain}", &v, Context::Shell)
+                .problems
+                .is_empty()
+        );
+        let missing = substitute("{shell:nope} {nope2}", &v, Context::Shell).missing;
+        assert_eq!(missing, ["nope", "nope2"]);
+    }
+
+    #[test]
+    fn every_preset_marks_its_command_variables() {
+        let v = vars(&[
+            ("old_db", "a"),
+            ("new_db", "b"),
+            ("stop_repmgr_cmd", "monit stop repmgr"),
+            ("post_restore_cmd", "echo configured"),
+            ("scale_down_cmd", "kubectl scale deploy/app --replicas=0"),
+            ("target_db", "app"),
+        ]);
+        for (name, _) in PRESETS {
+            let f = PlanFile::preset(name).unwrap();
+            let p = ResolvedPlan::resolve(name, &f, &v, &BTreeMap::new()).unwrap();
+            for s in &p.stages {
+                if let Action::Command(c) = &s.action {
+                    assert!(!c.run.contains("'monit"), "{name}: {}", c.run);
+                    assert!(!c.run.contains("'echo"), "{name}: {}", c.run);
+                    assert!(!c.run.contains("'kubectl"), "{name}: {}", c.run);
+                }
+            }
+        }
     }
 
     #[test]

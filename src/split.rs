@@ -650,7 +650,10 @@ mod tests {
     #[test]
     fn end_of_input_inside_copy_or_a_statement() {
         let items = split_all(b"COPY t FROM stdin;\na\nb", 2);
-        assert_eq!(normalize(items).last(), Some(&Item::CopyEnd { crlf: false }));
+        assert_eq!(
+            normalize(items).last(),
+            Some(&Item::CopyEnd { crlf: false })
+        );
         let items = split_all(b"SELECT 1", 3);
         assert_eq!(items, vec![stmt("SELECT 1\n")]);
     }

@@ -67,10 +67,13 @@ impl Resolved {
     }
 }
 
+/// How a spec substitutes the plan's variables: the text, and where it goes.
+pub(crate) type Sub<'a> = dyn FnMut(&str, crate::plan::Context) -> String + 'a;
+
 /// A stage's spec as written in a plan file.
 pub(crate) trait Spec {
     /// Substitutes the variables (`sub`) and says what the stage does.
-    fn resolve(&self, sub: &mut dyn FnMut(&str) -> String) -> Resolved;
+    fn resolve(&self, sub: &mut Sub<'_>) -> Resolved;
 }
 
 /// What every resolved stage kind does.
@@ -176,7 +179,7 @@ macro_rules! kinds {
         }
 
         impl StageSpec {
-            pub(crate) fn resolve(&self, sub: &mut dyn FnMut(&str) -> String) -> Resolved {
+            pub(crate) fn resolve(&self, sub: &mut Sub<'_>) -> Resolved {
                 match self {
                     $(StageSpec::$variant(s) => s.resolve(sub),)*
                 }

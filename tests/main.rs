@@ -8,6 +8,7 @@ mod byte_exact;
 mod cli;
 mod cloud;
 mod faults;
+mod hostile;
 mod pack_verify;
 mod parallel;
 mod props;

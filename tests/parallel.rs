@@ -311,7 +311,11 @@ fn a_dump_with_crlf_line_ends_equals_psql_f_at_every_n() {
     assert_eq!(rows("sales.orders"), Some((120_000, "ok".into())));
     assert_eq!(rows("public.\"order\""), Some((2, "ok".into())));
     assert_eq!(rows("public.\"select\""), Some((2, "ok".into())));
-    assert!(checks.iter().all(|c| c["status"] == "ok"), "{}", r["verification"]);
+    assert!(
+        checks.iter().all(|c| c["status"] == "ok"),
+        "{}",
+        r["verification"]
+    );
 }
 
 /// A dump whose data phase and index phase take long enough to be interrupted: a CHECK that

@@ -112,7 +112,12 @@ impl BackendMemory {
     }
 }
 
-fn restore_json(bucket: &Path, c: &Cluster, db: &str, extra: &[&str]) -> (bool, serde_json::Value, String) {
+fn restore_json(
+    bucket: &Path,
+    c: &Cluster,
+    db: &str,
+    extra: &[&str],
+) -> (bool, serde_json::Value, String) {
     let out = bin()
         .args(["restore", "--bucket"])
         .arg(bucket)
@@ -120,8 +125,8 @@ fn restore_json(bucket: &Path, c: &Cluster, db: &str, extra: &[&str]) -> (bool, 
         .args(extra)
         .env("A9S_SECRET", SECRET)
         .run();
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+    let r: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
     (out.status.success(), r, stderr(&out))
 }
 
@@ -149,7 +154,12 @@ fn verify_of_ten_thousand_tables_costs_each_backend_bounded_memory() {
     // --resume runs the verification alone, watched.
     let journal = tmp.path().join("journal");
     let j = journal.to_str().unwrap();
-    let (ok, r, err) = restore_json(&bucket, &c, "many", &["--jobs", "2", "--journal", j, "--no-verify"]);
+    let (ok, r, err) = restore_json(
+        &bucket,
+        &c,
+        "many",
+        &["--jobs", "2", "--journal", j, "--no-verify"],
+    );
     assert!(ok, "{err}");
     assert_eq!(r["stream"]["restore"]["sql_errors"], 0, "{err}");
     let watch = BackendMemory::watch(&c);
@@ -167,9 +177,15 @@ fn verify_of_ten_thousand_tables_costs_each_backend_bounded_memory() {
         stage_seconds(&r, "verify")
     );
     // One statement of 1,000 UNION ALL branches took a backend to 0.87 GB, 5,000 to 23 GB.
-    assert!(peak < 32.0, "a backend reached {peak:.1} MiB of private memory");
+    assert!(
+        peak < 32.0,
+        "a backend reached {peak:.1} MiB of private memory"
+    );
     // The server is still the one we started: no backend was killed, no crash recovery.
-    assert_eq!(c.sql("many", "SELECT count(*) FROM pg_stat_user_tables"), TABLES.to_string());
+    assert_eq!(
+        c.sql("many", "SELECT count(*) FROM pg_stat_user_tables"),
+        TABLES.to_string()
+    );
 }
 
 #[test]
@@ -207,9 +223,18 @@ fn a_check_that_cannot_get_its_lock_is_not_checked_not_a_mismatch() {
     let checks = r["verification"].as_array().unwrap();
     let t1 = checks.iter().find(|c| c["table"] == "public.t1").unwrap();
     assert_eq!(t1["status"], "not_checked");
-    assert!(t1["error"].as_str().unwrap().contains("lock timeout"), "{t1}");
-    assert!(checks.iter().filter(|c| c["status"] == "ok").count() == 2, "{err}");
-    assert!(err.contains("could not be checked") && !err.contains("MISMATCH"), "{err}");
+    assert!(
+        t1["error"].as_str().unwrap().contains("lock timeout"),
+        "{t1}"
+    );
+    assert!(
+        checks.iter().filter(|c| c["status"] == "ok").count() == 2,
+        "{err}"
+    );
+    assert!(
+        err.contains("could not be checked") && !err.contains("MISMATCH"),
+        "{err}"
+    );
     assert!(err.contains("NOT CHECKED"), "{err}");
     // The count waited 10 s for its lock, not the 30 s of the migration.
     assert!(waited < Duration::from_secs(25), "{waited:?}");

@@ -1,12 +1,15 @@
 //! `command`: a local shell command of the plan's (`sh -c`), with `{placeholders}`
 //! substituted and `A9S_BACKUP_ID` and `A9S_TARGET_DB` in its environment (never the backup
-//! secret). Host-level steps are commands: stopping units, `bosh ssh` wrappers. Destructive
+//! secret). A `{name}` reaches the shell as one word, quoted, whatever the value holds (a
+//! database name is data); only `{shell:name}` inserts a value as shell text, for a variable
+//! that is a whole command, and never for `backup_id`, `instance_id` or `target_db`. The dry
+//! run shows the command exactly as `sh -c` gets it. Host-level steps are commands: stopping units, `bosh ssh` wrappers. Destructive
 //! unless the plan says `destructive = false`; `optional` ones are skipped when a variable
 //! they use is not set; `tolerate_missing_unit` makes "Unknown unit" a note, not a failure.
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Kind, Resolved, StageContext};
+use super::{Action, Kind, Resolved, StageContext, Sub};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -24,11 +27,11 @@ pub struct Spec {
 }
 
 impl super::Spec for Spec {
-    fn resolve(&self, sub: &mut dyn FnMut(&str) -> String) -> Resolved {
+    fn resolve(&self, sub: &mut Sub<'_>) -> Resolved {
         let mut r = Resolved::new(
             &self.name,
             Action::Command(Command {
-                run: sub(&self.run),
+                run: sub(&self.run, crate::plan::Context::Shell),
                 tolerate_missing_unit: self.tolerate_missing_unit,
             }),
             self.destructive.unwrap_or(true),

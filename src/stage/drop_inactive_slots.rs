@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{run_sql, Action, Kind, Resolved, StageContext};
+use super::{run_sql, Action, Kind, Resolved, StageContext, Sub};
 use crate::error::Result;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -13,7 +13,7 @@ pub struct Spec {
 }
 
 impl super::Spec for Spec {
-    fn resolve(&self, _: &mut dyn FnMut(&str) -> String) -> Resolved {
+    fn resolve(&self, _: &mut Sub<'_>) -> Resolved {
         Resolved::new(
             &self.name,
             Action::DropInactiveSlots(DropInactiveSlots {}),

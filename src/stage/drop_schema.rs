@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{run_sql, Action, Kind, Resolved, StageContext};
+use super::{run_sql, Action, Kind, Resolved, StageContext, Sub};
 use crate::error::Result;
 use crate::pg::quote_ident;
 
@@ -16,9 +16,13 @@ pub struct Spec {
 }
 
 impl super::Spec for Spec {
-    fn resolve(&self, sub: &mut dyn FnMut(&str) -> String) -> Resolved {
-        let database = sub(&self.database);
-        let schema = self.schema.as_deref().map(sub).unwrap_or("public".into());
+    fn resolve(&self, sub: &mut Sub<'_>) -> Resolved {
+        let database = sub(&self.database, crate::plan::Context::Text);
+        let schema = self
+            .schema
+            .as_deref()
+            .map(|d| sub(d, crate::plan::Context::Text))
+            .unwrap_or("public".into());
         Resolved::new(
             &self.name,
             Action::DropSchema(DropSchema { database, schema }),

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{run_sql, Action, Kind, Resolved, StageContext};
+use super::{run_sql, Action, Kind, Resolved, StageContext, Sub};
 use crate::dump::PgVersion;
 use crate::error::{Error, Result};
 use crate::pipeline::PreparedBackup;
@@ -17,7 +17,7 @@ pub struct Spec {
 }
 
 impl super::Spec for Spec {
-    fn resolve(&self, _: &mut dyn FnMut(&str) -> String) -> Resolved {
+    fn resolve(&self, _: &mut Sub<'_>) -> Resolved {
         Resolved::new(&self.name, Action::Preflight(Preflight {}), false)
     }
 }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{run_sql, Action, Kind, Resolved, StageContext, MAINTENANCE_DB};
+use super::{run_sql, Action, Kind, Resolved, StageContext, Sub, MAINTENANCE_DB};
 use crate::error::{Error, Result};
 use crate::pg::{quote_ident, quote_literal};
 
@@ -18,9 +18,9 @@ pub struct Spec {
 }
 
 impl super::Spec for Spec {
-    fn resolve(&self, sub: &mut dyn FnMut(&str) -> String) -> Resolved {
-        let from = sub(&self.from);
-        let to = sub(&self.to);
+    fn resolve(&self, sub: &mut Sub<'_>) -> Resolved {
+        let from = sub(&self.from, crate::plan::Context::Text);
+        let to = sub(&self.to, crate::plan::Context::Text);
         let same = from == to;
         let mut r = Resolved::new(
             &self.name,

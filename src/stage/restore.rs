@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Kind, Resolved, StageContext};
+use super::{Action, Kind, Resolved, StageContext, Sub};
 use crate::dump::PgVersion;
 use crate::error::{Error, Result};
 use crate::pg::ConnInfo;
@@ -21,7 +21,7 @@ pub struct Spec {
 }
 
 impl super::Spec for Spec {
-    fn resolve(&self, _: &mut dyn FnMut(&str) -> String) -> Resolved {
+    fn resolve(&self, _: &mut Sub<'_>) -> Resolved {
         Resolved::new(
             &self.name,
             Action::Restore(Restore {

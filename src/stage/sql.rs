@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{run_sql, Action, Kind, Resolved, StageContext};
+use super::{run_sql, Action, Kind, Resolved, StageContext, Sub};
 use crate::error::Result;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -16,9 +16,12 @@ pub struct Spec {
 }
 
 impl super::Spec for Spec {
-    fn resolve(&self, sub: &mut dyn FnMut(&str) -> String) -> Resolved {
-        let database = self.database.as_deref().map(&mut *sub);
-        let sql = sub(&self.sql);
+    fn resolve(&self, sub: &mut Sub<'_>) -> Resolved {
+        let database = self
+            .database
+            .as_deref()
+            .map(|d| sub(d, crate::plan::Context::Text));
+        let sql = sub(&self.sql, crate::plan::Context::Text);
         Resolved::new(
             &self.name,
             Action::Sql(Sql { database, sql }),

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{run_sql, Action, Kind, Resolved, StageContext};
+use super::{run_sql, Action, Kind, Resolved, StageContext, Sub};
 use crate::error::Result;
 use crate::pg::quote_literal;
 
@@ -17,13 +17,17 @@ pub struct Spec {
 }
 
 impl super::Spec for Spec {
-    fn resolve(&self, sub: &mut dyn FnMut(&str) -> String) -> Resolved {
+    fn resolve(&self, sub: &mut Sub<'_>) -> Resolved {
         let database = self
             .database
             .as_deref()
-            .map(&mut *sub)
+            .map(|d| sub(d, crate::plan::Context::Text))
             .unwrap_or("repmgr_cluster".into());
-        let schema = self.schema.as_deref().map(sub).unwrap_or("repmgr".into());
+        let schema = self
+            .schema
+            .as_deref()
+            .map(|d| sub(d, crate::plan::Context::Text))
+            .unwrap_or("repmgr".into());
         Resolved::new(
             &self.name,
             Action::TruncateRepmgr(TruncateRepmgr { database, schema }),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Kind, Resolved, StageContext};
+use super::{Action, Kind, Resolved, StageContext, Sub};
 
 use crate::dump::TableRows;
 use crate::error::{Error, Result};
@@ -20,7 +20,7 @@ pub struct Spec {
 }
 
 impl super::Spec for Spec {
-    fn resolve(&self, _: &mut dyn FnMut(&str) -> String) -> Resolved {
+    fn resolve(&self, _: &mut Sub<'_>) -> Resolved {
         Resolved::new(&self.name, Action::Verify(Verify {}), false)
     }
 }
@@ -259,12 +259,16 @@ async fn count_tables(
         let first = b * BATCH;
         let why = match &stopped {
             Some(why) => why.clone(),
-            None => match psql.script(Some(db), &count_script(batch, first, limits)).await {
+            None => match psql
+                .script(Some(db), &count_script(batch, first, limits))
+                .await
+            {
                 Ok(r) => {
                     for row in &r.rows {
-                        let (Some(i), Some(v)) =
-                            (row.first().and_then(|i| i.parse::<usize>().ok()), row.get(1))
-                        else {
+                        let (Some(i), Some(v)) = (
+                            row.first().and_then(|i| i.parse::<usize>().ok()),
+                            row.get(1),
+                        ) else {
                             continue;
                         };
                         if let Some(slot) = out.get_mut(i).filter(|_| i >= first) {
@@ -284,7 +288,12 @@ async fn count_tables(
                     } else {
                         let why = format!(
                             "the check stopped: {}",
-                            r.stderr.trim().lines().last().unwrap_or("psql failed").trim()
+                            r.stderr
+                                .trim()
+                                .lines()
+                                .last()
+                                .unwrap_or("psql failed")
+                                .trim()
                         );
                         stopped = Some(why.clone());
                         why
@@ -386,7 +395,10 @@ mod tests {
         assert!(sql.starts_with("SET statement_timeout = 1800000;\nSET lock_timeout = 10000;\n"));
         assert_eq!(sql.matches("\\gexec").count(), 1);
         assert!(!sql.contains("UNION"));
-        assert!(sql.contains("n.i + 999"), "the batch's first table is 1000: {sql}");
+        assert!(
+            sql.contains("n.i + 999"),
+            "the batch's first table is 1000: {sql}"
+        );
         // A hostile name is a literal to to_regclass, never SQL of its own.
         let hostile = rows("public.\"x'); DROP TABLE y; --\"");
         let sql = count_script(&[&hostile], 0, Limits::default());
