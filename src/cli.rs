@@ -544,6 +544,13 @@ pub struct RestoreArgs {
     #[arg(long, requires = "resume")]
     pub redo_interrupted: bool,
 
+    /// With --resume: count a restore that ran to the end with SQL errors as done, once you
+    /// have checked that its errors are harmless (such as `role "postgres" already exists`).
+    /// Without it, such a restore is refused by --resume (run it again with
+    /// --redo-interrupted after cleaning the target).
+    #[arg(long, requires = "resume")]
+    pub accept_restore_errors: bool,
+
     /// Skip the row-count verification.
     #[arg(long)]
     pub no_verify: bool,

@@ -303,11 +303,11 @@ pub enum Error {
     Standby { target: String },
 
     /// A stage of the restore plan failed.
-    #[error("stage {number} ({name}) failed: {source}{}", resume_hint(.journal))]
+    #[error("stage {number} ({name}) failed: {source}{resume}")]
     Stage {
         number: usize,
         name: String,
-        journal: bool,
+        resume: Resume,
         #[source]
         source: Box<Error>,
     },
@@ -524,11 +524,31 @@ fn quote_stderr(stderr: &str) -> String {
     format!(":\n    {}{hint}", shown.join("\n    "))
 }
 
-fn resume_hint(journal: &bool) -> &'static str {
-    if *journal {
-        "\nFix the cause, then run the same command with --resume to continue from this stage."
-    } else {
-        ""
+/// How a failed run with a journal goes on: the hint a failed stage ends with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// No journal: nothing to resume.
+    None,
+    /// `--resume` runs the failed stage again and goes on.
+    Continue,
+    /// The restore is not done (it failed, or its rows are not all there): `--resume` alone
+    /// refuses it; clean the target and add `--redo-interrupted`.
+    RedoRestore,
+}
+
+impl std::fmt::Display for Resume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Resume::None => Ok(()),
+            Resume::Continue => f.write_str(
+                "\nFix the cause, then run the same command with --resume to continue from this stage.",
+            ),
+            Resume::RedoRestore => f.write_str(
+                "\nThe restore is not complete, and --resume alone will not run it again: fix the \
+                 cause, clean the target (drop the restored databases, or use drop-schema / \
+                 pg_restore --clean), then run the same command with --resume --redo-interrupted.",
+            ),
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::dump::{self, DumpKind, Origin};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Resume};
 use crate::pg::{ConnInfo, PgTools};
 use crate::pipeline::{self, Report, Request, RunOptions};
 use crate::plan::{PlanFile, ResolvedPlan, Stage};
@@ -102,6 +102,9 @@ pub enum Journal {
     Resume {
         path: PathBuf,
         redo_interrupted: bool,
+        /// A restore that ran to the end with SQL errors counts as done (the operator checked
+        /// that the errors are harmless, e.g. `role "postgres" already exists`).
+        accept_restore_errors: bool,
     },
 }
 
@@ -437,6 +440,16 @@ async fn run_plan(
             matches!(opts.journal, Journal::Resume { .. }),
         )?),
     };
+    if let (
+        Some(j),
+        Journal::Resume {
+            accept_restore_errors,
+            ..
+        },
+    ) = (&mut journal, &opts.journal)
+    {
+        j.accept_restore_errors = *accept_restore_errors;
+    }
     let redo_interrupted = matches!(
         opts.journal,
         Journal::Resume {
@@ -516,7 +529,42 @@ async fn run_plan(
             continue;
         }
         if let Some(j) = &journal {
-            match j.state(stage.number) {
+            let state = match j.state(stage.number) {
+                // Checks change nothing and say what holds now (the free space after a
+                // failed restore): they run again.
+                StageState::Finished(_) if matches!(stage.action, Action::Preflight(_)) => {
+                    notify(&format!("{label}: running again (checks always run)"));
+                    StageState::NotStarted
+                }
+                StageState::FinishedWithErrors(entry) if j.accept_restore_errors => {
+                    StageState::Finished(entry)
+                }
+                StageState::FinishedWithErrors(entry) if !redo_interrupted => {
+                    return Err(Error::Journal {
+                        path: j.path.clone(),
+                        reason: format!(
+                            "the restore (stage {}) ran to the end of the stream at {} with {} SQL \
+                             error(s) (first: {}): the target may not hold the whole dump. Clean the \
+                             target (drop the restored databases, or use drop-schema / pg_restore \
+                             --clean), then run again with --resume --redo-interrupted; or, when you \
+                             have checked that these errors are harmless (such as `role ... already \
+                             exists`), with --resume --accept-restore-errors",
+                            stage.number,
+                            entry.at,
+                            entry.sql_errors.unwrap_or(0),
+                            entry.error.as_deref().unwrap_or("-")
+                        ),
+                    });
+                }
+                StageState::FinishedWithErrors(_) => {
+                    notify(&format!(
+                        "{label}: running again (--redo-interrupted: it ended with SQL errors last time)"
+                    ));
+                    StageState::NotStarted
+                }
+                state => state,
+            };
+            match state {
                 StageState::Finished(entry) => {
                     if let Some(t) = &entry.tables {
                         report.effects.tables = Some(t.clone());
@@ -553,10 +601,10 @@ async fn run_plan(
                     return Err(Error::Journal {
                         path: j.path.clone(),
                         reason: format!(
-                            "the restore stream (stage {}) failed partway at {at} ({err}): the \
-                             database may hold part of the dump. Clean the target first (drop \
-                             the restored databases, or use drop-schema / pg_restore --clean), \
-                             then run again with --resume --redo-interrupted",
+                            "the restore (stage {}) failed at {at} ({err}): the database may hold \
+                             part of the dump. Clean the target first (drop the restored \
+                             databases, or use drop-schema / pg_restore --clean), then run again \
+                             with --resume --redo-interrupted",
                             stage.number
                         ),
                     });
@@ -569,7 +617,7 @@ async fn run_plan(
                 StageState::Interrupted(_) => {
                     notify(&format!("{label}: running again (--redo-interrupted)"));
                 }
-                StageState::NotStarted => {}
+                StageState::FinishedWithErrors(_) | StageState::NotStarted => {}
             }
         }
         if read_whole_first.contains(&format!("{} {}", stage.number, stage.name)) {
@@ -627,6 +675,17 @@ async fn run_plan(
                         e.tables = report.effects.tables.clone();
                         e.sha256 = report.effects.plaintext_sha256.clone();
                         e.databases = report.effects.dump_databases.clone();
+                        if let Some(c) = report
+                            .effects
+                            .stream
+                            .as_ref()
+                            .and_then(|r| r.restore.as_ref())
+                        {
+                            if c.sql_errors > 0 {
+                                e.sql_errors = Some(c.sql_errors);
+                                e.error = Some(c.first_errors.join(" | "));
+                            }
+                        }
                     }
                     j.append(e)?;
                 }
@@ -643,18 +702,37 @@ async fn run_plan(
                     .push(outcome(stage, StageStatus::Done, detail, t0));
             }
             Err(e) => {
+                let restore_stage = plan
+                    .stages
+                    .iter()
+                    .find(|s| matches!(s.action, Action::Restore(_)));
                 if let Some(j) = &mut journal {
                     let mut entry = Entry::new(Event::Fail, stage);
                     entry.error = Some(e.to_string());
                     j.append(entry)?;
+                    // Rows are missing: the restore is not done, whatever its own end said.
+                    if let (Error::Verification { count, .. }, Some(r)) = (&e, restore_stage) {
+                        let mut entry = Entry::new(Event::Fail, r);
+                        entry.error = Some(format!(
+                            "its verification found {count} table(s) with other row counts than the dump"
+                        ));
+                        j.append(entry)?;
+                    }
                 }
                 if matches!(e, Error::Interrupted { .. }) {
                     return Err(e);
                 }
+                let resume = match (&journal, &stage.action, &e) {
+                    (None, ..) => Resume::None,
+                    (Some(_), Action::Restore(_), _) | (Some(_), _, Error::Verification { .. }) => {
+                        Resume::RedoRestore
+                    }
+                    (Some(_), ..) => Resume::Continue,
+                };
                 return Err(Error::Stage {
                     number: stage.number,
                     name: stage.name.clone(),
-                    journal: journal.is_some(),
+                    resume,
                     source: Box::new(e),
                 });
             }
@@ -746,7 +824,7 @@ fn check_renames(
                 rename.check(dbs).map_err(|e| Error::Stage {
                     number: s.number,
                     name: s.name.clone(),
-                    journal: false,
+                    resume: Resume::None,
                     source: Box::new(e),
                 })?;
             }

@@ -119,3 +119,208 @@ fn a_placeholder_inside_quotes_or_a_builtin_as_shell_text_is_refused() {
         assert!(stderr(&out).contains(said), "{run}: {}", stderr(&out));
     }
 }
+
+/// A pg_dump of one database: `public.big (id int, pad text)` of `rows` rows of about 210
+/// bytes, and `public.small` of 3 rows.
+fn big_dump(rows: usize) -> Vec<u8> {
+    let mut s = String::from(
+        "--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 15.18\n\
+         -- Dumped by pg_dump version 15.18\n\nSET client_encoding = 'UTF8';\n\n\
+         --\n-- Name: big; Type: TABLE; Schema: public; Owner: postgres\n--\n\n\
+         CREATE TABLE public.big (\n    id integer,\n    pad text\n);\n\n\
+         --\n-- Name: small; Type: TABLE; Schema: public; Owner: postgres\n--\n\n\
+         CREATE TABLE public.small (\n    id integer\n);\n\n\
+         --\n-- Data for Name: big; Type: TABLE DATA; Schema: public; Owner: postgres\n--\n\n\
+         COPY public.big (id, pad) FROM stdin;\n",
+    );
+    let pad = "x".repeat(200);
+    for i in 0..rows {
+        s.push_str(&format!("{i}\t{pad}\n"));
+    }
+    s.push_str(
+        "\\.\n\n--\n-- Data for Name: small; Type: TABLE DATA; Schema: public; Owner: postgres\n--\n\n\
+         COPY public.small (id) FROM stdin;\n1\n2\n3\n\\.\n\n",
+    );
+    s.into_bytes()
+}
+
+/// A small tmpfs, mounted for the test and unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return crate::support::servers::unavailable_pub("cannot mount a tmpfs (needs root)");
+        }
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Issue 18 §4: a restore that runs out of disk without --on-error-stop ends with SQL errors
+/// and a failed verification; the journal must not call it done, the hint must name the
+/// way that works, and the preflight's free-space warning comes back on the resume.
+#[test]
+fn a_full_disk_restore_is_not_done_for_resume() {
+    use crate::support::pg::Cluster;
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(c) = Cluster::start() else { return };
+    let space = tmp.path().join("small-volume");
+    let Some(_mounted) = Tmpfs::mount(&space, "24m") else {
+        return;
+    };
+    let ts = space.join("ts");
+    fs::create_dir(&ts).unwrap();
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(&space)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    c.sql(
+        "postgres",
+        &format!("CREATE TABLESPACE small LOCATION '{}'", ts.display()),
+    );
+    c.sql("postgres", "CREATE DATABASE filled TABLESPACE small");
+    let bucket = tmp.path().join("bucket");
+    fs::create_dir(&bucket).unwrap();
+    let out = pack(&bucket, ID, &big_dump(250_000), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let journal = tmp.path().join("journal");
+    let run = |extra: &[&str]| {
+        bin()
+            .args(["restore", "--bucket"])
+            .arg(&bucket)
+            .args([
+                "--backup-id",
+                ID,
+                "--target",
+                &c.dsn("filled"),
+                "--yes",
+                "--journal",
+            ])
+            .arg(&journal)
+            .args(extra)
+            .env("A9S_SECRET", SECRET)
+            .run()
+    };
+    let out = run(&[]);
+    let e = stderr(&out);
+    assert!(!out.status.success(), "{e}");
+    assert!(
+        e.contains("warning:") && e.contains("free on"),
+        "the preflight warns: {e}"
+    );
+    assert!(e.contains("No space left on device"), "{e}");
+    assert!(e.contains("verification failed"), "{e}");
+    assert!(
+        e.contains("--resume --redo-interrupted"),
+        "the hint names the way that works: {e}"
+    );
+    assert!(
+        !e.contains("run the same command with --resume to continue"),
+        "{e}"
+    );
+    // --resume does not skip the restore as done, and the preflight warns again.
+    for extra in [
+        &["--resume"][..],
+        &["--resume", "--accept-restore-errors"][..],
+    ] {
+        let out = run(extra);
+        let e = stderr(&out);
+        assert!(!out.status.success(), "{extra:?}: {e}");
+        assert!(!e.contains("already done"), "{extra:?}: {e}");
+        assert!(
+            e.contains("free on"),
+            "{extra:?}: the free-space warning comes back: {e}"
+        );
+        assert!(e.contains("its verification found"), "{extra:?}: {e}");
+        assert!(e.contains("--resume --redo-interrupted"), "{extra:?}: {e}");
+    }
+}
+
+/// A restore that ends with an SQL error psql went past (a role that already exists) is not
+/// done for --resume until the operator says its errors are harmless.
+#[test]
+fn a_restore_with_sql_errors_resumes_only_when_its_errors_are_accepted() {
+    use crate::support::pg::Cluster;
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(c) = Cluster::start() else { return };
+    let bucket = tmp.path().join("bucket");
+    fs::create_dir(&bucket).unwrap();
+    let dump = b"--\n-- PostgreSQL database dump\n--\nCREATE ROLE postgres;\nCREATE TABLE t (x int);\nINSERT INTO t VALUES (1);\n";
+    assert!(pack(&bucket, ID, dump, &[]).status.success());
+    let flag = tmp.path().join("window-open");
+    let plan = tmp.path().join("plan.toml");
+    fs::write(
+        &plan,
+        format!(
+            "[[stage]]\nkind = \"preflight\"\n[[stage]]\nkind = \"restore\"\n\
+             [[stage]]\nkind = \"command\"\nname = \"check the window\"\nrun = \"test -f {}\"\n",
+            flag.display()
+        ),
+    )
+    .unwrap();
+    let journal = tmp.path().join("journal");
+    let run = |extra: &[&str]| {
+        bin()
+            .args(["restore", "--bucket"])
+            .arg(&bucket)
+            .args([
+                "--backup-id",
+                ID,
+                "--target",
+                &c.dsn("postgres"),
+                "--yes",
+                "--plan",
+            ])
+            .arg(&plan)
+            .arg("--journal")
+            .arg(&journal)
+            .args(extra)
+            .env("A9S_SECRET", SECRET)
+            .run()
+    };
+    let out = run(&[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("1 SQL error(s)"), "{}", stderr(&out));
+    fs::write(&flag, b"").unwrap();
+    let out = run(&["--resume"]);
+    let e = stderr(&out);
+    assert!(!out.status.success(), "{e}");
+    assert!(
+        e.contains("with 1 SQL error(s)") && e.contains("already exists"),
+        "{e}"
+    );
+    assert!(e.contains("--accept-restore-errors"), "{e}");
+    assert_eq!(
+        c.sql("postgres", "SELECT count(*) FROM t"),
+        "1",
+        "nothing ran again"
+    );
+    let out = run(&["--resume", "--accept-restore-errors"]);
+    let e = stderr(&out);
+    assert!(out.status.success(), "{e}");
+    assert!(e.contains("stage 2/3 restore: already done"), "{e}");
+    assert_eq!(c.sql("postgres", "SELECT count(*) FROM t"), "1");
+}

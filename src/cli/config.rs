@@ -103,6 +103,7 @@ pub(super) fn restore_options(
         (Some(path), true) => Journal::Resume {
             path: path.clone(),
             redo_interrupted: args.redo_interrupted,
+            accept_restore_errors: args.accept_restore_errors,
         },
     };
     RestoreOptions {

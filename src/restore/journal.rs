@@ -47,6 +47,10 @@ pub(crate) struct Entry {
     /// The restore stage's: the databases the dump restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub databases: Option<Vec<String>>,
+    /// The restore stage's: it ran to the end of the stream with this many SQL errors (psql
+    /// went on past them), so it is not done for `--resume`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_errors: Option<u64>,
 }
 
 impl Entry {
@@ -62,6 +66,7 @@ impl Entry {
             sha256: None,
             target: None,
             databases: None,
+            sql_errors: None,
         }
     }
 }
@@ -74,6 +79,9 @@ fn now() -> String {
 pub(crate) enum StageState {
     NotStarted,
     Finished(Entry),
+    /// The restore ran to the end of the stream with SQL errors: not done, unless the
+    /// operator says the errors are harmless (`--accept-restore-errors`).
+    FinishedWithErrors(Entry),
     Failed(String, String),
     Interrupted(String),
 }
@@ -83,6 +91,8 @@ pub(crate) struct JournalFile {
     pub path: PathBuf,
     file: File,
     entries: Vec<Entry>,
+    /// `--accept-restore-errors`: a restore that ended with SQL errors counts as done.
+    pub accept_restore_errors: bool,
 }
 
 impl JournalFile {
@@ -152,6 +162,7 @@ impl JournalFile {
                 sha256: None,
                 target: Some(target.into()),
                 databases: None,
+                sql_errors: None,
             };
             writeln!(file, "{}", serde_json::to_string(&e).expect("serializes"))
                 .and_then(|_| file.sync_data())
@@ -162,6 +173,7 @@ impl JournalFile {
             path: path.to_path_buf(),
             file,
             entries,
+            accept_restore_errors: false,
         })
     }
 
@@ -183,6 +195,9 @@ impl JournalFile {
     pub fn state(&self, stage: usize) -> StageState {
         match self.entries.iter().rev().find(|e| e.stage == stage) {
             None => StageState::NotStarted,
+            Some(e) if e.event == Event::Finish && e.sql_errors.unwrap_or(0) > 0 => {
+                StageState::FinishedWithErrors(e.clone())
+            }
             Some(e) if e.event == Event::Finish => StageState::Finished(e.clone()),
             Some(e) if e.event == Event::Fail => {
                 StageState::Failed(e.at.clone(), e.error.clone().unwrap_or_default())
@@ -192,6 +207,10 @@ impl JournalFile {
     }
 
     pub fn finished(&self, stage: usize) -> bool {
-        matches!(self.state(stage), StageState::Finished(_))
+        match self.state(stage) {
+            StageState::Finished(_) => true,
+            StageState::FinishedWithErrors(_) => self.accept_restore_errors,
+            _ => false,
+        }
     }
 }

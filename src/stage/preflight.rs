@@ -1,5 +1,6 @@
 //! `preflight`: connect, read the server's version, refuse a standby and a dump of a newer
-//! major version, and warn when the data directory's free space looks short. Changes nothing.
+//! major version, and warn when the free space of the data directory or of the target
+//! database's tablespace looks short. Changes nothing; it runs again on `--resume`.
 
 use std::path::Path;
 
@@ -32,7 +33,8 @@ impl Kind for Preflight {
         Some((
             None,
             "SELECT current_setting('server_version'), pg_is_in_recovery(), current_user, \
-             current_database(), (SELECT setting FROM pg_settings WHERE name = 'data_directory');"
+             current_database(), (SELECT setting FROM pg_settings WHERE name = 'data_directory'), \
+             (SELECT pg_tablespace_location(dattablespace) FROM pg_database WHERE datname = current_database());"
                 .to_string(),
         ))
     }
@@ -50,8 +52,12 @@ impl Kind for Preflight {
             ctx.target_version_is(v)?;
         }
         if let Some(b) = ctx.backup.as_ref() {
-            if let Some(warning) = free_space_warning(&get(4), b, ctx.shutdown).await {
-                (ctx.notify)(&warning);
+            // The data directory (WAL, and the tables of the default tablespace), and the
+            // tablespace of the target database when it has one of its own.
+            for dir in [get(4), get(5)] {
+                if let Some(warning) = free_space_warning(&dir, b, ctx.shutdown).await {
+                    (ctx.notify)(&warning);
+                }
             }
         }
         Ok(format!(
