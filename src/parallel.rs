@@ -28,7 +28,8 @@
 //! lines coming back on its stdout (psql runs its input in order).
 //!
 //! Memory: at most [`DEPTH`] + 1 chunks per connection, one chunk being cut, the longest
-//! statement or row, and one database's post-data text.
+//! statement or row (held once: each unit's COPY rows go to psql as they came from the
+//! splitter, never copied into the unit or the job), and one database's post-data text.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -150,6 +151,9 @@ enum PostClass {
 #[derive(Debug, Clone)]
 struct Unit {
     text: Vec<u8>,
+    /// COPY rows after `text` (its COPY statement), then the end marker in their newline
+    /// style: handed to the connection as they are, never copied (one row may be 400 MB).
+    rows: Option<Vec<u8>>,
     before: State,
     after: State,
 }
@@ -432,6 +436,7 @@ impl ParallelLoad {
             .unwrap_or_else(|| self.state.clone());
         let unit = Unit {
             text,
+            rows: None,
             after: before.clone(),
             before,
         };
@@ -466,6 +471,7 @@ impl ParallelLoad {
                 self.phases.serial_items += 1;
                 let unit = Unit {
                     text,
+                    rows: None,
                     before,
                     after: self.state.clone(),
                 };
@@ -482,16 +488,11 @@ impl ParallelLoad {
                 *self.table_bytes.entry(canonical_table(table)).or_default() += rows.len() as u64;
                 self.phases.data_rows += memchr::memchr_iter(b'\n', &rows).count() as u64;
                 self.phases.data_bytes += rows.len() as u64;
-                let mut text = Vec::with_capacity(statement.len() + rows.len() + 3);
-                text.extend_from_slice(statement);
-                text.extend_from_slice(&rows);
-                // Each chunk is a COPY of its own, ended in its rows' newline style.
-                text.extend_from_slice(crate::split::copy_end_line(crate::split::rows_are_crlf(
-                    &rows,
-                )));
                 self.phases.copy_chunks += 1;
+                // Each chunk is a COPY of its own, ended in its rows' newline style.
                 let unit = Unit {
-                    text,
+                    text: statement.clone(),
+                    rows: Some(rows),
                     before: self.state.clone(),
                     after: self.state.clone(),
                 };
@@ -562,6 +563,7 @@ impl ParallelLoad {
         let before = self.pending.before.take()?;
         let unit = Unit {
             text: std::mem::take(&mut self.pending.text),
+            rows: None,
             before,
             after: self.state.clone(),
         };
@@ -999,7 +1001,8 @@ fn canonical_table(t: &str) -> String {
 // The connections.
 
 struct Job {
-    bytes: Vec<u8>,
+    /// Written one after the other: settings, the unit, its COPY rows, the end markers.
+    parts: Vec<Vec<u8>>,
 }
 
 #[derive(Debug, Default)]
@@ -1095,7 +1098,7 @@ impl Pool {
         let writer = std::thread::spawn(move || {
             let mut stdin = stdin;
             for job in rx {
-                if stdin.write_all(&job.bytes).is_err() {
+                if job.parts.iter().any(|p| stdin.write_all(p).is_err()) {
                     let mut st = shared.lock();
                     if st.failed.is_none() && !st.closing {
                         st.failed = Some((index, "it stopped reading its input".into()));
@@ -1219,16 +1222,21 @@ impl Pool {
             );
         }
         let worker = &mut self.workers[w];
-        let mut bytes = settle_bytes(&worker.applied, &unit.before);
-        bytes.extend_from_slice(&unit.text);
-        bytes.extend_from_slice(&self.marker);
+        let mut parts = vec![settle_bytes(&worker.applied, &unit.before), unit.text];
+        if let Some(rows) = unit.rows {
+            let end = crate::split::copy_end_line(crate::split::rows_are_crlf(&rows));
+            parts.push(rows);
+            parts.push([end, &self.marker].concat());
+        } else {
+            parts.push(self.marker.clone());
+        }
         worker.applied = unit.after;
         worker.sent += 1;
         if let Some((l, later)) = locks {
             worker.running.push_back((worker.sent, l, later));
         }
         let tx = worker.tx.as_ref().expect("open");
-        if tx.send(Job { bytes }).is_err() {
+        if tx.send(Job { parts }).is_err() {
             return Err(self.failure(w));
         }
         Ok(())
@@ -1236,17 +1244,18 @@ impl Pool {
 
     /// Bytes as they are, to connection 1 (COPY rows of a serial COPY, passthrough); `done`
     /// ends a unit.
-    fn raw(&mut self, mut bytes: Vec<u8>, done: bool) -> Result<()> {
+    fn raw(&mut self, bytes: Vec<u8>, done: bool) -> Result<()> {
         let worker = &mut self.workers[0];
+        let mut parts = vec![bytes];
         if done {
-            bytes.extend_from_slice(&self.marker);
+            parts.push(self.marker.clone());
             worker.sent += 1;
         }
         if worker
             .tx
             .as_ref()
             .expect("open")
-            .send(Job { bytes })
+            .send(Job { parts })
             .is_err()
         {
             return Err(self.failure(0));
@@ -1270,10 +1279,10 @@ impl Pool {
             self.send(0, unit, None)
         } else {
             let worker = &mut self.workers[0];
-            let mut bytes = settle_bytes(&worker.applied, &unit.before);
-            bytes.extend_from_slice(&unit.text);
+            let settle = settle_bytes(&worker.applied, &unit.before);
             worker.applied = unit.after;
-            self.raw(bytes, false)
+            self.raw(settle, false)?;
+            self.raw(unit.text, false)
         }
     }
 

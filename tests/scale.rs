@@ -239,3 +239,90 @@ fn a_check_that_cannot_get_its_lock_is_not_checked_not_a_mismatch() {
     // The count waited 10 s for its lock, not the 30 s of the migration.
     assert!(waited < Duration::from_secs(25), "{waited:?}");
 }
+
+/// A pg_dump of one table holding one bytea value of `mib` MiB: one COPY line of twice that
+/// (hex), and a small second table.
+fn huge_row_dump(mib: usize) -> Vec<u8> {
+    let mut s = Vec::with_capacity(mib * 2 * 1024 * 1024 + 4096);
+    s.extend_from_slice(
+        b"--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 15.18\n\
+          -- Dumped by pg_dump version 15.18\n\nSET client_encoding = 'UTF8';\n\n\
+          --\n-- Name: blobs; Type: TABLE; Schema: public; Owner: postgres\n--\n\n\
+          CREATE TABLE public.blobs (\n    id integer,\n    body bytea\n);\n\n\
+          --\n-- Name: small; Type: TABLE; Schema: public; Owner: postgres\n--\n\n\
+          CREATE TABLE public.small (\n    id integer\n);\n\n\
+          --\n-- Data for Name: blobs; Type: TABLE DATA; Schema: public; Owner: postgres\n--\n\n\
+          COPY public.blobs (id, body) FROM stdin;\n1\t\\\\x",
+    );
+    let hex = b"0123456789abcdef";
+    let mut x: u32 = 12345;
+    for _ in 0..mib * 1024 * 1024 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        let b = (x >> 16) as u8;
+        s.push(hex[(b >> 4) as usize]);
+        s.push(hex[(b & 15) as usize]);
+    }
+    s.extend_from_slice(
+        b"\n2\t\\\\x00\n\\.\n\n--\n-- Data for Name: small; Type: TABLE DATA; Schema: public; Owner: postgres\n--\n\n\
+          COPY public.small (id) FROM stdin;\n1\n2\n\\.\n\n",
+    );
+    s
+}
+
+/// Issue 18 §5: one row of hundreds of MB under --jobs 2 is held once (the splitter's
+/// buffer of the row being cut), not copied into each unit and again into each job.
+#[test]
+fn a_huge_row_under_jobs_is_held_once() {
+    const MIB: usize = 32;
+    let line_mib = (MIB * 2) as f64;
+    let dump = huge_row_dump(MIB);
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(pack(tmp.path(), ID, &dump, &[]).status.success());
+    drop(dump);
+    let Some(c) = Cluster::start() else { return };
+    c.sql("postgres", "CREATE DATABASE blobs");
+    for jobs in ["1", "2"] {
+        c.sql("blobs", "DROP TABLE IF EXISTS public.blobs, public.small");
+        let out = std::process::Command::new("/usr/bin/time")
+            .args(["-f", "maxrss_kb=%M"])
+            .arg(exe())
+            .args(["restore", "--bucket"])
+            .arg(tmp.path())
+            .args([
+                "--backup-id",
+                ID,
+                "--target",
+                &c.dsn("blobs"),
+                "--yes",
+                "--jobs",
+                jobs,
+            ])
+            .env("A9S_SECRET", SECRET)
+            .stdin(std::process::Stdio::null())
+            .run();
+        let err = stderr(&out);
+        assert!(out.status.success(), "--jobs {jobs}: {err}");
+        let kb: f64 = err
+            .lines()
+            .find_map(|l| l.strip_prefix("maxrss_kb="))
+            .expect("/usr/bin/time reports")
+            .trim()
+            .parse()
+            .unwrap();
+        let mib = kb / 1024.0;
+        eprintln!("--jobs {jobs}: one COPY line of {line_mib} MiB, peak RSS {mib:.0} MiB");
+        assert_eq!(
+            c.sql(
+                "blobs",
+                "SELECT octet_length(body) FROM public.blobs WHERE id = 1"
+            ),
+            (MIB << 20).to_string()
+        );
+        // The bound: one copy of the longest row, plus what a run without it takes (tens of
+        // MiB). Before, --jobs 2 held three.
+        assert!(
+            mib < line_mib * 1.5 + 80.0,
+            "--jobs {jobs}: {mib:.0} MiB for a {line_mib} MiB row"
+        );
+    }
+}
