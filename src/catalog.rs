@@ -41,6 +41,10 @@ impl Backup {
     }
 }
 
+/// The largest `<backup-id>.json` we read: a few hundred bytes a part, so 16 MiB is tens of
+/// thousands of parts, more than any real backup has; anything larger is refused unread.
+pub const MAX_METADATA: u64 = 16 << 20;
+
 /// Name of the metadata object of a backup.
 pub fn metadata_name(backup_id: &str) -> String {
     format!("{backup_id}.json")
@@ -136,6 +140,24 @@ pub fn select_parts(backup_id: &str, location: &str, objects: &[ObjectMeta]) -> 
     // Numeric order is the truth; this stable sort is a no-op whenever natord agrees.
     parts.sort_by_key(|p| p.index);
     check_numbering(backup_id, &parts)?;
+    // A link, a FIFO, a device or a directory is refused by name, before it is opened: a
+    // part linked to /etc/shadow must not be read, let alone quoted in an error.
+    let named = parts
+        .iter()
+        .map(|p| p.name.as_str())
+        .chain(metadata.as_ref().map(|m| m.name.as_str()));
+    for name in named {
+        if let Some(what) = objects
+            .iter()
+            .find(|o| o.name == name)
+            .and_then(|o| o.not_a_file)
+        {
+            return Err(Error::NotAFile {
+                object: name.to_string(),
+                what,
+            });
+        }
+    }
     if let Some(p) = parts.iter().find(|p| p.size == 0) {
         return Err(Error::EmptyPart {
             part: p.name.clone(),
@@ -322,6 +344,7 @@ pub fn listing_reason(e: &Error) -> String {
             )
         }
         Error::EmptyPart { part } => format!("part {part} is empty: upload interrupted?"),
+        Error::NotAFile { object, what } => format!("{object} is {what}, not a regular file"),
         Error::AmbiguousParts { reason, .. } => format!("ambiguous: {reason}"),
         Error::MetadataMismatch { reason, .. } => format!("disagrees with its metadata: {reason}"),
         Error::BadMetadata { reason, .. } => format!("metadata unreadable: {reason}"),
@@ -513,6 +536,7 @@ mod tests {
             name: name.into(),
             size,
             etag: None,
+            not_a_file: None,
         }
     }
 

@@ -137,6 +137,14 @@ pub enum Error {
     #[error("backup {backup_id} is ambiguous: {reason}. Remove the stray objects or copy the backup elsewhere.")]
     AmbiguousParts { backup_id: String, reason: String },
 
+    /// A part or metadata name in a local directory that is not a regular file.
+    #[error(
+        "{object} is {what}, not a regular file: refused without opening it. A backup's parts and \
+         metadata must be regular files in the directory (copy them there, e.g. with cp -L, \
+         after checking where the link points). Nothing was read or written."
+    )]
+    NotAFile { object: String, what: &'static str },
+
     /// A part with no bytes.
     #[error("part {part} is empty (0 bytes): the upload was interrupted or the object was truncated. Nothing was written.")]
     EmptyPart { part: String },
@@ -389,6 +397,7 @@ impl Error {
             Error::MissingParts { .. } => "missing_parts",
             Error::AmbiguousParts { .. } => "ambiguous_parts",
             Error::EmptyPart { .. } => "empty_part",
+            Error::NotAFile { .. } => "not_a_file",
             Error::MetadataMismatch { .. } => "metadata_mismatch",
             Error::BadMetadata { .. } => "bad_metadata",
             Error::UnknownFormat { .. } => "unknown_format",

@@ -259,6 +259,17 @@ async fn read_metadata(
             reason: "the file is empty".into(),
         });
     }
+    if m.size > catalog::MAX_METADATA {
+        return Err(Error::BadMetadata {
+            name: m.name.clone(),
+            reason: format!(
+                "it is {}, and a backup's metadata is a few KiB (16 MiB at most, for tens of \
+                 thousands of parts): refused without reading it. Check what wrote this file, or \
+                 move it away to recover without metadata",
+                crate::format_bytes(m.size)
+            ),
+        });
+    }
     let got = fetch::retrying(opts, || source.get_range(&m.name, 0..m.size)).await?;
     let md = Metadata::parse(&m.name, &got.bytes)?;
     md.check_parts(backup, &m.name)?;

@@ -44,6 +44,9 @@ pub struct ObjectMeta {
     pub size: u64,
     /// A version marker (S3/Azure ETag, or mtime and size for local files).
     pub etag: Option<String>,
+    /// Set when the name is not a regular file (local directories): what it is instead
+    /// ("a symbolic link", "a FIFO", …). Such an object is never opened as a part.
+    pub not_a_file: Option<&'static str>,
 }
 
 /// The bytes of one ranged read and the object's version marker at the time of the read.

@@ -324,3 +324,103 @@ fn a_restore_with_sql_errors_resumes_only_when_its_errors_are_accepted() {
     assert!(e.contains("stage 2/3 restore: already done"), "{e}");
     assert_eq!(c.sql("postgres", "SELECT count(*) FROM t"), "1");
 }
+
+/// Issue 18 §6: metadata larger than any real metadata is refused before it is read, by the
+/// recovery and by `list`.
+#[test]
+fn huge_metadata_is_refused_unread() {
+    let tmp = tempfile::tempdir().unwrap();
+    small_backup(tmp.path());
+    let meta = tmp.path().join(format!("{ID}.json"));
+    // 3 GiB of nothing: a sparse file, so the test costs no disk.
+    let f = fs::OpenOptions::new().write(true).open(&meta).unwrap();
+    f.set_len(3 << 30).unwrap();
+    drop(f);
+    let t0 = std::time::Instant::now();
+    let out = recover(tmp.path(), ID, SECRET, &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("3.0 GiB") && stderr(&out).contains("refused without reading it"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty());
+    let list = bin()
+        .args(["list", "--bucket"])
+        .arg(tmp.path())
+        .arg("--json")
+        .run();
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        t0.elapsed()
+    );
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains("refused without reading it")
+            || stderr(&list).contains("refused without reading it"),
+        "{text}{}",
+        stderr(&list)
+    );
+}
+
+/// Issue 18 §6: in a local bucket, a part that is a link (to /etc/shadow, say), a FIFO, a
+/// device or a directory is refused by name before it is opened, and no byte of anything
+/// that is not a part is printed.
+#[test]
+fn a_part_that_is_not_a_regular_file_is_refused_by_name_unopened() {
+    use std::os::unix::fs::symlink;
+    let secret_file = tempfile::NamedTempFile::new().unwrap();
+    fs::write(secret_file.path(), b"root:*:19000:0:99999:7:::\n").unwrap();
+    type Make<'a> = &'a dyn Fn(&Path);
+    let kinds: [(&str, Make<'_>); 4] = [
+        ("a symbolic link", &|p: &Path| {
+            symlink(secret_file.path(), p).unwrap()
+        }),
+        ("a FIFO", &|p: &Path| {
+            let ok = std::process::Command::new("mkfifo")
+                .arg(p)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }),
+        ("a directory", &|p: &Path| fs::create_dir(p).unwrap()),
+        ("a symbolic link", &|p: &Path| {
+            symlink("/dev/zero", p).unwrap()
+        }),
+    ];
+    for (what, make) in kinds {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = pack(
+            tmp.path(),
+            ID,
+            &dump_text(20, 200),
+            &["--part-size", "4096"],
+        );
+        assert!(out.status.success());
+        let parts = parts_in(tmp.path(), ID);
+        assert!(parts.len() >= 2);
+        // Part 1 replaced; the metadata removed, so that only the kind of file can refuse it.
+        fs::remove_file(tmp.path().join(format!("{ID}.json"))).unwrap();
+        fs::remove_file(&parts[0]).unwrap();
+        make(&parts[0]);
+        let name = parts[0].file_name().unwrap().to_str().unwrap().to_string();
+        let t0 = std::time::Instant::now();
+        let out = recover(tmp.path(), ID, SECRET, &[]);
+        let e = stderr(&out);
+        assert!(!out.status.success(), "{what}");
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "{what}: it blocked"
+        );
+        assert!(
+            e.contains(&format!("{name} is {what}, not a regular file")),
+            "{what}: {e}"
+        );
+        assert!(
+            !e.contains("72 6f 6f 74") && !e.contains("root:"),
+            "{what}: {e}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}

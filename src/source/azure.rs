@@ -322,6 +322,7 @@ impl Source for AzureSource {
                         name: name.to_string(),
                         size: o.size,
                         etag: o.e_tag,
+                        not_a_file: None,
                     });
                 }
             }

@@ -1,4 +1,6 @@
-//! A local directory as a source: objects are the regular files directly inside it.
+//! A local directory as a source: objects are the regular files directly inside it. An entry
+//! that is not one (a link, a FIFO, a device, a directory) is listed as what it is and never
+//! opened.
 //!
 //! Used for backups already downloaded, for `pack` fixtures and drills, and in tests. The
 //! version marker is mtime and size, so a file rewritten during a recovery is detected.
@@ -30,6 +32,43 @@ impl LocalSource {
 fn etag(md: &fs::Metadata) -> String {
     use std::os::unix::fs::MetadataExt;
     format!("{:x}.{:x}-{:x}", md.mtime(), md.mtime_nsec(), md.len())
+}
+
+/// What a directory entry is when it is not a regular file.
+fn not_a_file(md: &fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = md.file_type();
+    if t.is_file() {
+        None
+    } else if t.is_symlink() {
+        Some("a symbolic link")
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO")
+    } else if t.is_block_device() || t.is_char_device() {
+        Some("a device")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// Opens a part for reading: never through a link, never blocking on a FIFO, and only a
+/// regular file (the listing said so; this holds it if the name was replaced since).
+fn open_part(path: &std::path::Path) -> std::io::Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let md = f.metadata()?;
+    match not_a_file(&md) {
+        None => Ok(f),
+        Some(what) => Err(std::io::Error::other(format!(
+            "it is now {what}, not a regular file; refused"
+        ))),
+    }
 }
 
 fn blocking<T: Send + 'static>(
@@ -68,17 +107,18 @@ impl Source for LocalSource {
                 if !name.starts_with(&prefix) {
                     continue;
                 }
-                // Follow symlinks: a directory of links to downloaded parts is fine.
-                let Ok(md) = fs::metadata(entry.path()) else {
+                // Links are not followed: a part is a regular file of the directory. What is
+                // not one is listed as what it is, so that it is refused by name when a
+                // backup names it, and never opened.
+                let Ok(md) = fs::symlink_metadata(entry.path()) else {
                     continue;
                 };
-                if md.is_file() {
-                    out.push(ObjectMeta {
-                        name,
-                        size: md.len(),
-                        etag: Some(etag(&md)),
-                    });
-                }
+                out.push(ObjectMeta {
+                    name,
+                    size: if md.is_file() { md.len() } else { 0 },
+                    etag: Some(etag(&md)),
+                    not_a_file: not_a_file(&md),
+                });
             }
             out.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(out)
@@ -96,7 +136,7 @@ impl Source for LocalSource {
             let fail = |e: std::io::Error| {
                 Error::storage("reading", &name, Some(range.clone()), Retry::Permanent, e)
             };
-            let f = File::open(&path).map_err(fail)?;
+            let f = open_part(&path).map_err(fail)?;
             let md = f.metadata().map_err(fail)?;
             let len = (range.end - range.start) as usize;
             let mut buf = vec![0u8; len];

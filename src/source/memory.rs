@@ -70,6 +70,7 @@ impl Source for MemorySource {
                     name: k.clone(),
                     size: data.len() as u64,
                     etag: Some(format!("v{version}")),
+                    not_a_file: None,
                 })
                 .collect())
         })

@@ -231,6 +231,7 @@ impl Source for S3Source {
                         name: name.to_string(),
                         size: o.size().unwrap_or(0).max(0) as u64,
                         etag: o.e_tag().map(str::to_string),
+                        not_a_file: None,
                     });
                 }
                 match page.next_continuation_token() {
