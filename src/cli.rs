@@ -18,7 +18,7 @@ use a9s_recover::plan::PlanFile;
 use a9s_recover::restore::{self, Confirmation, RestoreReport};
 use a9s_recover::sink::Output;
 use a9s_recover::source::{CloudOptions, Location, Source, StorageKind, Throttled};
-use a9s_recover::{format_bytes, parse_size, Secret, Shutdown};
+use a9s_recover::{format_bytes, parse_size, text, Secret, Shutdown};
 
 const ABOUT: &str = "Recover an openssl-encrypted, gzipped, split PostgreSQL backup as one stream";
 
@@ -652,14 +652,16 @@ struct Ui {
 }
 
 impl Ui {
+    // Names in messages come from the bucket, the dump and the server: control characters
+    // are shown escaped, never sent to the terminal (text::escape_message).
     fn notice(&self, msg: &str) {
         if !self.quiet {
-            eprintln!("a9s-recover: {msg}");
+            eprintln!("a9s-recover: {}", text::escape_message(msg));
         }
     }
     fn detail(&self, msg: &str) {
         if self.verbose {
-            eprintln!("a9s-recover: {msg}");
+            eprintln!("a9s-recover: {}", text::escape_message(msg));
         }
     }
 }
@@ -1053,6 +1055,7 @@ fn confirm_on_terminal(stages: &[String], shutdown: &Shutdown) -> Confirmation {
         return Confirmation::NoTerminal;
     }
     eprintln!("a9s-recover: these stages change the target:");
+    let stages: Vec<String> = stages.iter().map(|s| text::escape(s)).collect();
     for s in stages {
         eprintln!("    {s}");
     }
@@ -1172,7 +1175,7 @@ fn finish_json<T: serde::Serialize>(
 fn restored_notice(report: &RestoreReport, ui: Ui) {
     if let Some(v) = &report.effects.verification {
         if ui.verbose {
-            eprintln!("{}", restore::render_checks(v));
+            eprintln!("{}", text::escape_message(&restore::render_checks(v)));
         }
     }
     ui.notice(&render::Restored(report).to_string());
@@ -1311,7 +1314,7 @@ fn man_page() -> anyhow::Result<()> {
 fn print_stdout(s: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    match writeln!(out, "{s}").and_then(|_| out.flush()) {
+    match writeln!(out, "{}", text::escape_message(s)).and_then(|_| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             Err(a9s_recover::Error::BrokenPipe.into())
         }

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use a9s_recover::text::escape_message;
 use a9s_recover::{Error, Shutdown};
 
 mod cli;
@@ -59,20 +60,20 @@ fn exit_for(e: anyhow::Error) -> ExitCode {
         // `a9s-recover ... | head`: the reader has what it wanted.
         Some(Error::BrokenPipe) => ExitCode::SUCCESS,
         Some(Error::Interrupted { signal }) => {
-            eprintln!("a9s-recover: {e}");
+            eprintln!("a9s-recover: {}", escape_message(&e.to_string()));
             ExitCode::from(if *signal == "SIGTERM" { 143 } else { 130 })
         }
         Some(Error::Config(_) | Error::BadLocation { .. } | Error::Plan(_)) => {
-            eprintln!("a9s-recover: error: {e}");
+            eprintln!("a9s-recover: error: {}", escape_message(&e.to_string()));
             ExitCode::from(2)
         }
         // Library errors already quote their cause; anyhow's chain would repeat it.
         Some(lib) => {
-            eprintln!("a9s-recover: error: {lib}");
+            eprintln!("a9s-recover: error: {}", escape_message(&lib.to_string()));
             ExitCode::FAILURE
         }
         None => {
-            eprintln!("a9s-recover: error: {e:#}");
+            eprintln!("a9s-recover: error: {}", escape_message(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -340,7 +340,11 @@ impl ParallelLoad {
     /// A line on stderr with `-v`.
     fn say(&self, msg: &str) {
         if self.cfg.verbose {
-            eprintln!("a9s-recover: restore --jobs {}: {msg}", self.cfg.jobs);
+            eprintln!(
+                "a9s-recover: restore --jobs {}: {}",
+                self.cfg.jobs,
+                crate::text::escape_message(msg)
+            );
         }
     }
 
@@ -1218,7 +1222,7 @@ impl Pool {
                 "a9s-recover: restore --jobs {}: connection {}: {}",
                 self.cfg.jobs,
                 w + 1,
-                describe_unit(&unit.text)
+                crate::text::escape(&describe_unit(&unit.text))
             );
         }
         let worker = &mut self.workers[w];

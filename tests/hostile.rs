@@ -424,3 +424,46 @@ fn a_part_that_is_not_a_regular_file_is_refused_by_name_unopened() {
         assert!(out.stdout.is_empty());
     }
 }
+
+/// Issue 18 §7: a name with control characters (a part named `inst-q<ESC>[2J-…`) is shown
+/// escaped in text, never sent to the terminal raw; JSON escapes it by itself.
+#[test]
+fn names_reach_the_terminal_escaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let id = "inst-q\x1b[2J\x07-1732183200000";
+    let out = pack(
+        tmp.path(),
+        "inst-plain-1732183200000",
+        &dump_text(2, 10),
+        &[],
+    );
+    assert!(out.status.success());
+    fs::write(tmp.path().join(format!("{id}-1")), b"not a backup").unwrap();
+    let no_raw = |what: &str, bytes: &[u8]| {
+        assert!(
+            !bytes.iter().any(|&b| b == 0x1b || b == 0x07),
+            "{what}: a raw control character reached the terminal: {}",
+            String::from_utf8_lossy(bytes)
+        );
+    };
+    let list = bin().args(["list", "--bucket"]).arg(tmp.path()).run();
+    no_raw("list", &list.stdout);
+    no_raw("list", &list.stderr);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("inst-q\\e[2J\\x07-1732183200000"));
+    // The error of a backup that does not exist names the ids there, escaped.
+    let out = recover(tmp.path(), "inst-nope-1", SECRET, &[]);
+    no_raw("error", &out.stderr);
+    assert!(stderr(&out).contains("inst-q\\e[2J"), "{}", stderr(&out));
+    // And the one with the odd name itself: its bytes are no backup.
+    let out = recover(tmp.path(), id, SECRET, &[]);
+    assert!(!out.status.success());
+    no_raw("error", &out.stderr);
+    let json = bin()
+        .args(["list", "--bucket"])
+        .arg(tmp.path())
+        .arg("--json")
+        .run();
+    no_raw("list --json", &json.stdout);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(v.to_string().contains("\\u001b[2J"), "{v}");
+}

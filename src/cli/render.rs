@@ -97,9 +97,11 @@ pub(super) struct ListTable<'a>(pub &'a [BackupSummary]);
 impl fmt::Display for ListTable<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let backups = self.0;
+        // An id is a name from the bucket: shown escaped (a newline in it must not make a row).
+        let id = |b: &BackupSummary| a9s_recover::text::escape(&b.backup_id);
         let width = backups
             .iter()
-            .map(|b| b.backup_id.len())
+            .map(|b| id(b).chars().count())
             .max()
             .unwrap_or(9)
             .max(9);
@@ -120,7 +122,7 @@ impl fmt::Display for ListTable<'_> {
             write!(
                 f,
                 "\n{:<width$}  {:<24}  {:>5}  {:>10}  {state}",
-                b.backup_id,
+                id(b),
                 b.time_utc.as_deref().unwrap_or("-"),
                 b.parts,
                 format_bytes(b.size),
