@@ -2,8 +2,8 @@
 //!
 //! Every part is cut into ranges of `chunk_size`; up to `concurrency` ranges (across part
 //! boundaries) are in flight at once, and their bytes are handed on in stream order. Memory
-//! is bounded by construction: at most `concurrency` chunks are held here, plus what the
-//! bounded pipe downstream holds. A failed range is retried from its own start with
+//! is bounded by construction: at most `concurrency` chunks are held here, plus the one in
+//! the pipe downstream and the one being decrypted ([`FetchOptions::memory_bound`]). A failed range is retried from its own start with
 //! exponential backoff and jitter; finished ranges are never fetched again. An object whose
 //! ETag changes mid-download is an error, because mixing two versions would be silent
 //! corruption.
@@ -53,9 +53,11 @@ impl FetchOptions {
         }
     }
 
-    /// Upper bound of the bytes this stage holds at once.
+    /// Upper bound of the fetched bytes held at once: the ranges in flight, one in the pipe
+    /// to the decryption and the one it is decrypting. With the cloud defaults (16 × 8 MiB)
+    /// that is 144 MiB; `--concurrency` and `--chunk-size` scale it.
     pub fn memory_bound(&self) -> u64 {
-        self.concurrency as u64 * self.chunk_size
+        (self.concurrency as u64 + 2) * self.chunk_size
     }
 }
 

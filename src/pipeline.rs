@@ -33,6 +33,9 @@ use crate::source::Source;
 /// Chunks each pipe holds at most.
 const PIPE_DEPTH: usize = 4;
 
+/// Decrypted bytes are handed on in pieces of at most this many bytes.
+const DECRYPTED_PIECE: usize = 1 << 20;
+
 /// Which key derivation to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KdfChoice {
@@ -283,15 +286,59 @@ async fn latest_candidates(
     source: &Arc<dyn Source>,
     req: &Request,
 ) -> Result<Vec<catalog::BackupSummary>> {
-    let instance = req
-        .instance_id
-        .as_deref()
-        .ok_or_else(|| Error::Config("--backup-id latest needs --instance-id ID".into()))?;
+    let Some(instance) = req.instance_id.as_deref() else {
+        return Err(latest_without_instance(source).await);
+    };
     let all = list_backups(source.clone(), Some(instance)).await?;
     if !all.iter().any(|s| s.complete) {
         return Err(no_complete_backup(source, instance, &all, &[]).await?);
     }
     Ok(all)
+}
+
+/// `latest` without `--instance-id`: a usage error that names the instances the location
+/// holds (from the names alone), so that the operator can pick one.
+async fn latest_without_instance(source: &Arc<dyn Source>) -> Error {
+    let mut instances: Vec<(String, usize, String)> = Vec::new();
+    if let Ok(objects) = source.list("").await {
+        for b in catalog::summarize(&objects, None) {
+            let Some(inst) = b.instance_id.clone() else {
+                continue;
+            };
+            match instances.iter_mut().find(|(i, ..)| *i == inst) {
+                Some((_, n, _)) => *n += 1,
+                None => instances.push((inst, 1, b.time_utc.clone().unwrap_or_default())),
+            }
+        }
+    }
+    let seen = match instances.as_slice() {
+        [] => format!("; {} holds no backups", source.describe()),
+        [(only, ..)] => format!(
+            "; the one instance at {} is {only}: --instance-id {only}",
+            source.describe()
+        ),
+        many => {
+            let shown: Vec<String> = many
+                .iter()
+                .take(10)
+                .map(|(i, n, newest)| format!("{i} ({n} backup(s), newest {newest})"))
+                .collect();
+            format!(
+                "; the instances at {} are {}{}",
+                source.describe(),
+                shown.join(", "),
+                if many.len() > 10 {
+                    format!(" and {} more", many.len() - 10)
+                } else {
+                    String::new()
+                }
+            )
+        }
+    };
+    Error::Config(format!(
+        "--backup-id latest needs --instance-id ID (which instance's newest backup){}",
+        crate::text::escape(&seen)
+    ))
 }
 
 async fn no_complete_backup(
@@ -847,7 +894,9 @@ async fn run_once(
     let sink = output.open(opts.shutdown.children())?;
     let progress = Progress::bytes(plan.total_size(), opts.progress);
 
-    let (fetch_tx, fetch_rx) = pipe::<Chunk>(PIPE_DEPTH);
+    // The fetch holds its ranges in flight, in order: one more in the pipe is all the
+    // decryption needs to find one ready (fetch::FetchOptions::memory_bound).
+    let (fetch_tx, fetch_rx) = pipe::<Chunk>(1);
     let (dec_tx, dec_rx) = pipe::<Bytes>(PIPE_DEPTH);
     let (inf_tx, inf_rx) = pipe::<Bytes>(PIPE_DEPTH);
 
@@ -1056,11 +1105,15 @@ fn decrypt_stage(
                 let skip = header_left.min(data.len());
                 data = &data[skip..];
                 header_left -= skip;
-                let mut out = Vec::with_capacity(data.len() + 2 * BLOCK);
-                dec.update(data, &mut out)?;
-                if !out.is_empty() {
-                    bytes_out += out.len() as u64;
-                    busy.wait(|| tx.blocking_send(Bytes::from(out)))?;
+                // Handed on in pieces, so that the pipe after us holds a few MiB whatever the
+                // size of a ranged read.
+                for piece in data.chunks(DECRYPTED_PIECE) {
+                    let mut out = Vec::with_capacity(piece.len() + 2 * BLOCK);
+                    dec.update(piece, &mut out)?;
+                    if !out.is_empty() {
+                        bytes_out += out.len() as u64;
+                        busy.wait(|| tx.blocking_send(Bytes::from(out)))?;
+                    }
                 }
             }
             let consumed = dec.consumed();

@@ -705,3 +705,25 @@ fn s3_over_https_with_a_private_ca() {
     assert!(stderr(&out).contains("SSL_CERT_FILE"), "{}", stderr(&out));
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
 }
+
+/// Issue 18 §8: a container that does not exist is one line in the operator's words: the
+/// service's code and message, not its XML, and no "gave up after retries" for a request
+/// that was never retried.
+#[test]
+fn azure_missing_container_is_said_plainly_and_not_retried() {
+    let Some(azurite) = azurite() else { return };
+    let ep = az_endpoint(azurite.port);
+    let mut c = az(
+        Some(&ep),
+        &["-b", "az://nosuchcontainer", "--backup-id", ID],
+    );
+    c.env("AZURE_STORAGE_ACCOUNT", AZ_ACCOUNT)
+        .env("AZURE_STORAGE_KEY", AZ_KEY);
+    let out = run(c);
+    let e = stderr(&out);
+    assert!(!out.status.success());
+    assert!(e.contains("ContainerNotFound"), "{e}");
+    assert!(e.contains("container does not exist"), "{e}");
+    assert!(!e.contains("<?xml") && !e.contains("<Error>"), "{e}");
+    assert!(!e.contains("gave up after retries"), "{e}");
+}

@@ -467,3 +467,55 @@ fn names_reach_the_terminal_escaped() {
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert!(v.to_string().contains("\\u001b[2J"), "{v}");
 }
+
+/// Issue 18 §8: the --target password warning is said once, whatever else is said.
+#[test]
+fn the_target_password_warning_is_said_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    small_backup(tmp.path());
+    for extra in [
+        &["--dry-run"][..],
+        &["--yes"][..],
+        &["--yes", "--json"][..],
+        &["--yes", "-v", "--jobs", "2"][..],
+    ] {
+        let out = bin()
+            .args(["restore", "--bucket"])
+            .arg(tmp.path())
+            .args([
+                "--backup-id",
+                ID,
+                "--target",
+                "postgresql://u:Pw-in-dsn-42@127.0.0.1:1/db",
+            ])
+            .args(extra)
+            .env("A9S_SECRET", SECRET)
+            .run();
+        let e = stderr(&out);
+        assert_eq!(
+            e.matches("visible to other users").count(),
+            1,
+            "{extra:?}: {e}"
+        );
+    }
+}
+
+/// Issue 18 §8: `latest` without --instance-id names the instances it sees.
+#[test]
+fn latest_without_an_instance_names_the_instances() {
+    let tmp = tempfile::tempdir().unwrap();
+    for id in [
+        "inst-a-1732183200000",
+        "inst-a-1732186800000",
+        "inst-b-1732183200000",
+    ] {
+        assert!(pack(tmp.path(), id, &dump_text(1, 5), &[]).status.success());
+    }
+    let out = recover(tmp.path(), "latest", SECRET, &[]);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("inst-a (2 backup(s)") && e.contains("inst-b (1 backup(s)"),
+        "{e}"
+    );
+}

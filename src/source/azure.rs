@@ -263,6 +263,41 @@ fn refused(e: &object_store::Error) -> bool {
     text.contains("status code: 403") || text.contains("status code: 401")
 }
 
+/// The HTTP status object_store's text names (`… non-2xx status code: 404 Not Found: …`).
+fn status_of(text: &str) -> Option<u16> {
+    let k = text.find("status code: ")? + "status code: ".len();
+    text.get(k..k + 3)?.parse().ok()
+}
+
+/// object_store's text with the service's XML body (`<?xml …><Error><Code>…`) replaced by
+/// its code and the first line of its message: what the operator needs, without the XML.
+fn tidy(text: &str) -> String {
+    let Some(start) = text.find("<?xml").or_else(|| text.find("<Error>")) else {
+        return text.to_string();
+    };
+    let tag = |t: &str| -> Option<String> {
+        let open = format!("<{t}>");
+        let a = text[start..].find(&open)? + start + open.len();
+        let b = text[a..].find(&format!("</{t}>"))? + a;
+        Some(
+            text[a..b]
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_end_matches('.')
+                .to_string(),
+        )
+    };
+    let head = text[..start].trim_end().trim_end_matches(':');
+    match (tag("Code"), tag("Message")) {
+        (Some(c), Some(m)) => format!("{head}: {c}: {m}"),
+        (Some(c), None) => format!("{head}: {c}"),
+        (None, Some(m)) => format!("{head}: {m}"),
+        (None, None) => head.to_string(),
+    }
+}
+
 fn store_error(
     op: &'static str,
     object: &str,
@@ -270,6 +305,8 @@ fn store_error(
     e: object_store::Error,
 ) -> Error {
     use object_store::Error as E;
+    let text = tidy(&e.to_string());
+    let status = status_of(&text);
     let (transient, advice) = match &e {
         E::NotFound { .. } => (false, ""),
         E::PermissionDenied { .. } | E::Unauthenticated { .. } => (false, DENIED),
@@ -277,6 +314,17 @@ fn store_error(
         // object_store reports a refused list request as Generic: a 401 or 403 in it is not
         // worth retrying.
         E::Generic { .. } if refused(&e) => (false, DENIED),
+        E::Generic { .. } if text.contains("ContainerNotFound") => (
+            false,
+            ". Check the container's name in --bucket az://CONTAINER (and --account)",
+        ),
+        // Another 4xx (400, 404, 409 …) says the request is wrong: trying again cannot help,
+        // and object_store has already retried what may pass (5xx, 408, 429, timeouts).
+        E::Generic { .. }
+            if status.is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429) =>
+        {
+            (false, "")
+        }
         E::Generic { .. } => (true, ""),
         _ => (false, ""),
     };
@@ -285,7 +333,7 @@ fn store_error(
         object,
         range,
         Retry::when(transient),
-        format!("{e}{advice}"),
+        format!("{text}{advice}"),
     )
 }
 
@@ -455,6 +503,23 @@ impl Drop for AzureUpload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_service_xml_becomes_its_code_and_message() {
+        let raw = "Error performing GET http://127.0.0.1:1/acct/c?restype=container&comp=list in 9ms - \
+                   Server returned non-2xx status code: 404 Not Found: <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+                   <Error><Code>ContainerNotFound</Code><Message>The specified container does not exist.\n\
+                   RequestId:1f2e\nTime:2026-12-01T00:00:00.000Z</Message></Error>";
+        let t = tidy(raw);
+        assert!(
+            t.ends_with("404 Not Found: ContainerNotFound: The specified container does not exist"),
+            "{t}"
+        );
+        assert!(!t.contains('<'), "{t}");
+        assert_eq!(status_of(&t), Some(404));
+        assert_eq!(tidy("no xml here"), "no xml here");
+        assert_eq!(status_of("status code: 503 Service Unavailable"), Some(503));
+    }
 
     #[test]
     fn connection_strings() {
