@@ -601,7 +601,7 @@ async fn run_plan(
                     return Err(Error::Journal {
                         path: j.path.clone(),
                         reason: format!(
-                            "the restore (stage {}) failed at {at} ({err}): the database may hold \
+                            "the restore (stage {}) failed partway at {at} ({err}): the database may hold \
                              part of the dump. Clean the target first (drop the restored \
                              databases, or use drop-schema / pg_restore --clean), then run again \
                              with --resume --redo-interrupted",
@@ -708,7 +708,9 @@ async fn run_plan(
                     .find(|s| matches!(s.action, Action::Restore(_)));
                 if let Some(j) = &mut journal {
                     let mut entry = Entry::new(Event::Fail, stage);
-                    entry.error = Some(e.to_string());
+                    // The first lines: a verification's table of 10,000 rows is not for the
+                    // journal, nor for the resume's "it failed last time".
+                    entry.error = Some(head_of(&e.to_string(), 4, 1000));
                     j.append(entry)?;
                     // Rows are missing: the restore is not done, whatever its own end said.
                     if let (Error::Verification { count, .. }, Some(r)) = (&e, restore_stage) {
@@ -831,6 +833,18 @@ fn check_renames(
         }
     }
     Ok(())
+}
+
+/// The first `lines` lines of `text`, at most `max` characters, `…` where it was cut.
+fn head_of(text: &str, lines: usize, max: usize) -> String {
+    let mut out: String = text.lines().take(lines).collect::<Vec<_>>().join("\n");
+    if let Some((i, _)) = out.char_indices().nth(max) {
+        out.truncate(i);
+        out.push('…');
+    } else if text.lines().nth(lines).is_some() {
+        out.push_str("\n…");
+    }
+    out
 }
 
 fn outcome(stage: &Stage, status: StageStatus, detail: String, t0: Instant) -> StageOutcome {

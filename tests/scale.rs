@@ -217,6 +217,11 @@ fn a_check_that_cannot_get_its_lock_is_not_checked_not_a_mismatch() {
     let waited = t0.elapsed();
     holder.kill().ok();
     holder.wait().ok();
+    // The migration's session ends (its client is gone, but the server's sleep goes on).
+    c.sql(
+        "many",
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE relation = 'public.t1'::regclass AND mode = 'AccessExclusiveLock'",
+    );
     assert!(!ok);
     assert_eq!(r["kind"], "stage", "{err}");
     assert_eq!(r["stage_error_kind"], "verification_incomplete", "{err}");
@@ -238,6 +243,19 @@ fn a_check_that_cannot_get_its_lock_is_not_checked_not_a_mismatch() {
     assert!(err.contains("NOT CHECKED"), "{err}");
     // The count waited 10 s for its lock, not the 30 s of the migration.
     assert!(waited < Duration::from_secs(25), "{waited:?}");
+    // Once the lock is gone, --resume runs the verification again, and only it.
+    let (ok, r, err) = restore_json(tmp.path(), &c, "many", &["--journal", j, "--resume"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("stage 2/3 restore: already done"), "{err}");
+    assert!(
+        !err.contains("many.public.t2"),
+        "the last failure is said in a few lines: {err}"
+    );
+    assert!(r["verification"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["status"] == "ok"));
 }
 
 /// A pg_dump of one table holding one bytea value of `mib` MiB: one COPY line of twice that
