@@ -175,7 +175,7 @@ pub fn substitute(text: &str, vars: &BTreeMap<String, String>, ctx: Context) -> 
                         "{placeholder}: {key} comes from the backup or the target, so it is never shell text; write {{{key}}}"
                     )),
                     (Context::Shell, false) if quote != Quote::None => out.problems.push(format!(
-                        "{placeholder} is inside quotes in the command; write it outside them: it reaches the shell as one word, quoted, whatever it holds"
+                        "{placeholder} is inside quotes in the command; close the quotes around it (\"ALTER DATABASE \"{placeholder}\" OWNER TO app\"): it reaches the shell as one word, quoted, whatever it holds"
                     )),
                     _ => {}
                 }

@@ -344,3 +344,29 @@ fn a_huge_row_under_jobs_is_held_once() {
         );
     }
 }
+
+/// A database the dump restores that is not in the target has lost its rows: a mismatch,
+/// not a check that could not run.
+#[test]
+fn a_database_missing_from_the_target_is_a_mismatch() {
+    let dump = b"--\n-- PostgreSQL database cluster dump\n--\n\nCREATE DATABASE victim;\n\\connect victim\n\
+                 CREATE TABLE public.t (x int);\nCOPY public.t (x) FROM stdin;\n1\n2\n\\.\n";
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    std::fs::create_dir(&bucket).unwrap();
+    assert!(pack(&bucket, ID, dump, &[]).status.success());
+    let plan = tmp.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        "[[stage]]\nkind = \"restore\"\n[[stage]]\nkind = \"sql\"\ndatabase = \"postgres\"\n\
+         sql = \"DROP DATABASE victim;\"\n[[stage]]\nkind = \"verify\"\n",
+    )
+    .unwrap();
+    let Some(c) = Cluster::start() else { return };
+    let (ok, r, err) = restore_json(&bucket, &c, "postgres", &["--plan", plan.to_str().unwrap()]);
+    assert!(!ok);
+    assert_eq!(r["stage_error_kind"], "verification", "{err}");
+    let t = &r["verification"][0];
+    assert_eq!(t["status"], "mismatch", "{t}");
+    assert_eq!(t["error"], "the database does not exist in the target");
+}

@@ -191,6 +191,16 @@ pub async fn check_rows(
                     None,
                     Some("the table does not exist in the target".into()),
                 ),
+                // No database, no rows: the restore lost them, the check did not fail.
+                Counted::Failed(e)
+                    if e.contains("database \"") && e.contains("\" does not exist") =>
+                {
+                    (
+                        CheckStatus::Mismatch,
+                        None,
+                        Some("the database does not exist in the target".into()),
+                    )
+                }
                 Counted::Failed(e) => (CheckStatus::NotChecked, None, Some(e)),
             };
             checks.push(RowCheck {
