@@ -151,6 +151,24 @@ pub fn substitute(text: &str, vars: &BTreeMap<String, String>, ctx: Context) -> 
         Double,
     }
     let mut out = Substituted::default();
+    // A command that is one placeholder and nothing else is a variable meant as a command
+    // (the presets' shape before `{shell:…}`): quoted as one word it would run a program
+    // named by the whole value, so say how to write it instead.
+    let whole = text.trim();
+    if ctx == Context::Shell
+        && whole.len() > 2
+        && whole.starts_with('{')
+        && whole.ends_with('}')
+        && whole[1..whole.len() - 1]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        let name = &whole[1..whole.len() - 1];
+        out.problems.push(format!(
+            "the whole command is {whole}, which would run a program named by the whole value: if {name} \
+             holds a command, write {{shell:{name}}}"
+        ));
+    }
     let mut quote = Quote::None;
     let mut escaped = false;
     let mut rest = text;
@@ -475,6 +493,12 @@ mod tests {
             substitute("echo \\' {note} 'x' \"y\" {plain}", &v, Context::Shell)
                 .problems
                 .is_empty()
+        );
+        let r = substitute(" {cmd} ", &v, Context::Shell);
+        assert!(
+            r.problems[0].contains("write {shell:cmd}"),
+            "{:?}",
+            r.problems
         );
         let missing = substitute("{shell:nope} {nope2}", &v, Context::Shell).missing;
         assert_eq!(missing, ["nope", "nope2"]);
