@@ -631,7 +631,6 @@ impl ParallelLoad {
         if items.is_empty() {
             return Ok(());
         }
-        let pool = self.pool()?;
         let mut index = Vec::new();
         let mut attach = Vec::new();
         let mut fk = Vec::new();
@@ -644,6 +643,9 @@ impl ParallelLoad {
                 PostClass::Rest | PostClass::Unknown => rest.push(item.unit),
             }
         }
+        // Indexes, constraints and foreign keys go through the schedule over the connections.
+        self.phases.parallel_items += (index.len() + fk.len()) as u64;
+        let pool = self.pool()?;
         let t0 = Instant::now();
         let (t1, t2) = if attach.is_empty() {
             // One schedule: a foreign key starts as soon as nothing on its two tables is

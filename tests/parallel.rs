@@ -316,6 +316,9 @@ fn a_dump_with_crlf_line_ends_equals_psql_f_at_every_n() {
         "{}",
         r["verification"]
     );
+    // The indexes, keys and foreign keys went through the schedule, and --json counts them.
+    let phases = &r["stream"]["restore"]["phases"];
+    assert!(phases["parallel_items"].as_u64().unwrap() >= 10, "{phases}");
 }
 
 /// A dump whose data phase and index phase take long enough to be interrupted: a CHECK that
