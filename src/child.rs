@@ -13,9 +13,12 @@
 //! gives up), [`spawn_piped`] (the restoring psql or pg_restore, fed by the sink) and
 //! [`run_blocking`] (setup steps on a blocking thread).
 
+use std::collections::VecDeque;
+use std::io::{self, BufRead};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
 
@@ -194,6 +197,58 @@ pub(crate) async fn output(
         String::from_utf8_lossy(&o).into_owned(),
         String::from_utf8_lossy(&e).into_owned(),
     ))
+}
+
+/// What a restoring child said on stderr: SQL errors counted, the first few kept.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ChildSummary {
+    /// Lines with `ERROR:` (psql, pg_restore).
+    pub sql_errors: u64,
+    /// The first few of them.
+    pub first_errors: Vec<String>,
+    /// The last lines of stderr, for a failure message.
+    #[serde(skip)]
+    pub tail: Vec<String>,
+    /// The phases of a parallel restore (`--jobs N` on a plain dump).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phases: Option<crate::phases::Phases>,
+}
+
+/// The error of a child that could not be started.
+pub(crate) fn start_err(program: &str, e: io::Error) -> Error {
+    Error::Child {
+        program: program.into(),
+        doing: "starting".into(),
+        status: e.to_string(),
+        stderr: String::new(),
+    }
+}
+
+/// Drains a child's stderr on a thread of its own: SQL errors counted, the first few and the
+/// last lines kept.
+pub(crate) fn drain_stderr(r: impl io::Read + Send + 'static) -> JoinHandle<ChildSummary> {
+    std::thread::spawn(move || {
+        let mut sum = ChildSummary::default();
+        let mut tail = VecDeque::new();
+        let mut r = io::BufReader::new(r);
+        let mut line = Vec::new();
+        while matches!(r.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            let text = String::from_utf8_lossy(&line).trim_end().to_string();
+            line.clear();
+            if text.contains("ERROR:") {
+                sum.sql_errors += 1;
+                if sum.first_errors.len() < 5 {
+                    sum.first_errors.push(text.clone());
+                }
+            }
+            tail.push_back(text);
+            if tail.len() > 30 {
+                tail.pop_front();
+            }
+        }
+        sum.tail = tail.into();
+        sum
+    })
 }
 
 #[cfg(test)]

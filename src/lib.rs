@@ -32,7 +32,8 @@
 //!   for `drill` and the tests).
 //! - [`pack`]: the reverse pipeline, for fixtures, drills and benchmarks.
 //! - [`bench`]: the benchmark against the manual's shell pipeline.
-//! - `child` (private): the one place that starts processes, each in a group of its own.
+//! - `child` (private): the one place that starts processes, each in a group of its own;
+//!   the fed child's stderr summary ([`sink::ChildSummary`]) and the start error.
 //! - `pipe` (private): bounded pipes of `Bytes` between the stages.
 //! - [`progress`], [`shutdown`], [`secret`], [`time`]: the progress bar, Ctrl-C and SIGTERM,
 //!   zeroed secrets, timestamps and unique names; [`text`]: control characters in names and
@@ -40,8 +41,14 @@
 //! - [`error`]: the error type and the error policy.
 //! - [`build_info`]: what the binary was built with, for `--version`.
 //!
-//! No module imports one that imports it back: `time` and `error` import nothing of ours
-//! that imports them, `stage` does not import `restore`, `catalog` does not import `pack`.
+//! - [`phases`]: the report of a parallel restore, which the restoring child's summary
+//!   carries.
+//!
+//! No module imports one that imports it back, directly or through others: `time` and
+//! `error` import nothing of ours that imports them, `stage` imports neither `restore` nor
+//! `plan` (the placeholder contexts are `stage`'s), `catalog` does not import `pack`, the
+//! loader (`parallel`) imports `child`, `pg` and `phases`, not `sink`. `.ci/run` checks it,
+//! and that only `child` starts processes, with `scripts/check-modules.py`.
 
 pub mod bench;
 pub mod build_info;
@@ -55,6 +62,7 @@ pub mod inflate;
 pub mod pack;
 pub mod parallel;
 pub mod pg;
+pub mod phases;
 mod pipe;
 pub mod pipeline;
 pub mod plan;

@@ -40,11 +40,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
+use crate::child::ChildSummary;
 use crate::error::{Error, Result};
 use crate::pg::ConnInfo;
-use crate::sink::ChildSummary;
 use crate::split::{Header, Item, Splitter, CHUNK};
 
 /// Units queued on one connection at most while loading data.
@@ -62,28 +60,7 @@ pub struct Config {
     pub(crate) children: crate::child::Children,
 }
 
-/// Time spent in each phase, summed over the databases.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct Phases {
-    pub connections: u32,
-    /// Before the first data item (waiting for the stream included).
-    pub schema_seconds: f64,
-    /// COPY chunks and other data, until every connection finished its last chunk.
-    pub data_seconds: f64,
-    pub index_seconds: f64,
-    pub fk_seconds: f64,
-    pub rest_seconds: f64,
-    pub copy_chunks: u64,
-    /// COPY rows and their bytes sent over the connections.
-    pub data_rows: u64,
-    pub data_bytes: u64,
-    /// Items that ran as barriers or after the stream fell back to one connection.
-    pub serial_items: u64,
-    /// Indexes, constraints and foreign keys that were scheduled over the connections.
-    pub parallel_items: u64,
-    /// Set when the stream fell back to one connection, and why.
-    pub fallback: Option<String>,
-}
+pub use crate::phases::Phases;
 
 /// Session settings in force: (name, the statement that set it), in the order they were set.
 type State = Arc<Vec<(String, Vec<u8>)>>;
@@ -1087,7 +1064,7 @@ impl Pool {
     /// Starts one more connection.
     fn spawn(&mut self, token: &str) -> Result<()> {
         let index = self.workers.len();
-        let cmd = crate::sink::psql_command(&self.cfg.program, &self.conn, self.cfg.on_error_stop);
+        let cmd = crate::pg::psql_command(&self.cfg.program, &self.conn, self.cfg.on_error_stop);
         let mut child =
             crate::child::spawn_piped_out(cmd, &self.cfg.children).map_err(|e| Error::Child {
                 program: "psql".into(),
@@ -1097,7 +1074,7 @@ impl Pool {
             })?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
-        let stderr = child.stderr.take().map(crate::sink::drain_stderr);
+        let stderr = child.stderr.take().map(crate::child::drain_stderr);
         self.shared.lock().done.push(0);
         let (tx, rx) = sync_channel::<Job>(DEPTH as usize);
         let shared = self.shared.clone();
@@ -1460,7 +1437,7 @@ impl Pool {
                         stderr: s.tail.join("\n"),
                     });
                 }
-                Err(e) if failure.is_none() => failure = Some(crate::sink::start_err("psql", e)),
+                Err(e) if failure.is_none() => failure = Some(crate::child::start_err("psql", e)),
                 _ => {}
             }
         }

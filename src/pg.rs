@@ -462,6 +462,18 @@ fn rows(stdout: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// `psql -X --quiet [-v ON_ERROR_STOP=1]` reaching `conn`: the restoring psql, and each
+/// connection of a parallel restore.
+pub(crate) fn psql_command(program: &Path, conn: &ConnInfo, on_error_stop: bool) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(["-X", "--quiet"]);
+    if on_error_stop {
+        cmd.args(["-v", "ON_ERROR_STOP=1"]);
+    }
+    conn.apply(&mut cmd);
+    cmd
+}
+
 /// Quotes an SQL identifier.
 pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))

@@ -101,16 +101,7 @@ pub struct ResolvedPlan {
     pub stages: Vec<Stage>,
 }
 
-/// Where a placeholder's value goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Context {
-    /// Into a stage's text that the stage kind quotes itself (a database or schema name that
-    /// becomes an SQL identifier or literal), or the SQL of an `sql` stage.
-    Text,
-    /// Into a `command` stage's shell command: `{name}` is one shell word whatever the value
-    /// holds; `{shell:name}` is the value as shell text, for a variable that is a command.
-    Shell,
-}
+pub use crate::stage::Context;
 
 /// The variables every plan has; they come from the backup and the target (a database name
 /// is data, not the operator's words), so they are never shell text.

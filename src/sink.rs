@@ -6,15 +6,15 @@
 //! uncommitted file sink removes the partial file, so a failed or interrupted recovery never
 //! leaves something that looks complete.
 
-use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command};
 use std::thread::JoinHandle;
 
+use crate::child::{drain_stderr, start_err};
 use crate::error::{Error, Result};
 use crate::pg::ConnInfo;
 
@@ -57,20 +57,7 @@ pub enum Output {
     },
 }
 
-/// What a restoring child said on stderr: SQL errors counted, the first few kept.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ChildSummary {
-    /// Lines with `ERROR:` (psql, pg_restore).
-    pub sql_errors: u64,
-    /// The first few of them.
-    pub first_errors: Vec<String>,
-    /// The last lines of stderr, for a failure message.
-    #[serde(skip)]
-    pub tail: Vec<String>,
-    /// The phases of a parallel restore (`--jobs N` on a plain dump).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub phases: Option<crate::parallel::Phases>,
-}
+pub use crate::child::ChildSummary;
 
 /// Names that mean standard output: `-o -` and the system's aliases of fd 1, which are
 /// symbolic links that must be written through, never replaced.
@@ -230,7 +217,7 @@ impl Output {
                 conn,
                 on_error_stop,
             } => {
-                let cmd = psql_command(program, conn, *on_error_stop);
+                let cmd = crate::pg::psql_command(program, conn, *on_error_stop);
                 ChildSink::spawn(
                     cmd,
                     "psql",
@@ -303,27 +290,6 @@ impl Output {
     }
 }
 
-/// `psql -X --quiet [-v ON_ERROR_STOP=1]` reaching `conn`: the restoring psql, and each
-/// connection of a parallel restore.
-pub(crate) fn psql_command(program: &Path, conn: &ConnInfo, on_error_stop: bool) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.args(["-X", "--quiet"]);
-    if on_error_stop {
-        cmd.args(["-v", "ON_ERROR_STOP=1"]);
-    }
-    conn.apply(&mut cmd);
-    cmd
-}
-
-pub(crate) fn start_err(program: &str, e: io::Error) -> Error {
-    Error::Child {
-        program: program.into(),
-        doing: "starting".into(),
-        status: e.to_string(),
-        stderr: String::new(),
-    }
-}
-
 /// A child reading the dump on stdin, its stderr drained on another thread.
 #[derive(Debug)]
 pub(crate) struct ChildSink {
@@ -333,31 +299,6 @@ pub(crate) struct ChildSink {
     program: &'static str,
     doing: String,
     children: crate::child::Children,
-}
-
-pub(crate) fn drain_stderr(r: impl io::Read + Send + 'static) -> JoinHandle<ChildSummary> {
-    std::thread::spawn(move || {
-        let mut sum = ChildSummary::default();
-        let mut tail = VecDeque::new();
-        let mut r = io::BufReader::new(r);
-        let mut line = Vec::new();
-        while matches!(r.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-            let text = String::from_utf8_lossy(&line).trim_end().to_string();
-            line.clear();
-            if text.contains("ERROR:") {
-                sum.sql_errors += 1;
-                if sum.first_errors.len() < 5 {
-                    sum.first_errors.push(text.clone());
-                }
-            }
-            tail.push_back(text);
-            if tail.len() > 30 {
-                tail.pop_front();
-            }
-        }
-        sum.tail = tail.into();
-        sum
-    })
 }
 
 impl ChildSink {

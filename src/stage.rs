@@ -67,8 +67,19 @@ impl Resolved {
     }
 }
 
+/// Where a placeholder's value goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    /// Into a stage's text that the stage kind quotes itself (a database or schema name that
+    /// becomes an SQL identifier or literal), or the SQL of an `sql` stage.
+    Text,
+    /// Into a `command` stage's shell command: `{name}` is one shell word whatever the value
+    /// holds; `{shell:name}` is the value as shell text, for a variable that is a command.
+    Shell,
+}
+
 /// How a spec substitutes the plan's variables: the text, and where it goes.
-pub(crate) type Sub<'a> = dyn FnMut(&str, crate::plan::Context) -> String + 'a;
+pub(crate) type Sub<'a> = dyn FnMut(&str, Context) -> String + 'a;
 
 /// A stage's spec as written in a plan file.
 pub(crate) trait Spec {

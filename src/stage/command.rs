@@ -31,7 +31,7 @@ impl super::Spec for Spec {
         let mut r = Resolved::new(
             &self.name,
             Action::Command(Command {
-                run: sub(&self.run, crate::plan::Context::Shell),
+                run: sub(&self.run, super::Context::Shell),
                 tolerate_missing_unit: self.tolerate_missing_unit,
             }),
             self.destructive.unwrap_or(true),

@@ -17,11 +17,11 @@ pub struct Spec {
 
 impl super::Spec for Spec {
     fn resolve(&self, sub: &mut Sub<'_>) -> Resolved {
-        let database = sub(&self.database, crate::plan::Context::Text);
+        let database = sub(&self.database, super::Context::Text);
         let schema = self
             .schema
             .as_deref()
-            .map(|d| sub(d, crate::plan::Context::Text))
+            .map(|d| sub(d, super::Context::Text))
             .unwrap_or("public".into());
         Resolved::new(
             &self.name,

@@ -19,8 +19,8 @@ pub struct Spec {
 
 impl super::Spec for Spec {
     fn resolve(&self, sub: &mut Sub<'_>) -> Resolved {
-        let from = sub(&self.from, crate::plan::Context::Text);
-        let to = sub(&self.to, crate::plan::Context::Text);
+        let from = sub(&self.from, super::Context::Text);
+        let to = sub(&self.to, super::Context::Text);
         let same = from == to;
         let mut r = Resolved::new(
             &self.name,

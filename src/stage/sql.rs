@@ -20,8 +20,8 @@ impl super::Spec for Spec {
         let database = self
             .database
             .as_deref()
-            .map(|d| sub(d, crate::plan::Context::Text));
-        let sql = sub(&self.sql, crate::plan::Context::Text);
+            .map(|d| sub(d, super::Context::Text));
+        let sql = sub(&self.sql, super::Context::Text);
         Resolved::new(
             &self.name,
             Action::Sql(Sql { database, sql }),

@@ -20,7 +20,7 @@ impl super::Spec for Spec {
         let database = self
             .database
             .as_deref()
-            .map(|d| sub(d, crate::plan::Context::Text));
+            .map(|d| sub(d, super::Context::Text));
         Resolved::new(
             &self.name,
             Action::TerminateSessions(TerminateSessions { database }),

@@ -21,12 +21,12 @@ impl super::Spec for Spec {
         let database = self
             .database
             .as_deref()
-            .map(|d| sub(d, crate::plan::Context::Text))
+            .map(|d| sub(d, super::Context::Text))
             .unwrap_or("repmgr_cluster".into());
         let schema = self
             .schema
             .as_deref()
-            .map(|d| sub(d, crate::plan::Context::Text))
+            .map(|d| sub(d, super::Context::Text))
             .unwrap_or("repmgr".into());
         Resolved::new(
             &self.name,
