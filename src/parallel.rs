@@ -28,8 +28,9 @@
 //! lines coming back on its stdout (psql runs its input in order).
 //!
 //! Memory: at most [`DEPTH`] + 1 chunks per connection, one chunk being cut, the longest
-//! statement or row (held once: each unit's COPY rows go to psql as they came from the
-//! splitter, never copied into the unit or the job), and one database's post-data text.
+//! COPY row held once (each unit's rows go to psql as they came from the splitter, never
+//! copied into the unit or the job), the longest statement twice (the splitter's line and
+//! the statement it lexes out of it), and one database's post-data text.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
