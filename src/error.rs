@@ -50,7 +50,7 @@ pub enum Incompatibility {
         major: String,
     },
     #[error(
-        "the dump{made} uses psql's \\restrict (pg_dump releases from August 2025 on), which psql {psql} ({}) does not know: it would stop at the first line. \
+        "the dump{made} uses psql's \\restrict (pg_dump releases from August 2025 on), which psql {psql} ({}) does not know: it reports `invalid command \\restrict` (and `\\unrestrict`) as errors and goes on, without the protection \\restrict gives against a dump that runs psql commands. \
          Install a newer psql (13.22, 14.19, 15.14, 16.10, 17.6 or later in its major version) or pass --pg-bin DIR. \
          Nothing was changed.",
         .program.display()
@@ -71,6 +71,21 @@ pub enum Incompatibility {
         target: crate::dump::PgVersion,
         /// The oldest major version that takes the dump.
         needed: String,
+    },
+    #[error(
+        "the dump was made by pg_dump {pg_dump} from a PostgreSQL {server} server, and the target runs \
+         PostgreSQL {target}: the server it came from is not newer than the target, but that pg_dump \
+         is. A pg_dump writes SQL for its own major version, and PostgreSQL does not promise that it \
+         loads into an older server, even one of the version it was taken from (a 13 server dumped by \
+         pg_dump 18 fails in psql at `option \"locale_provider\" not recognized`). Restore into \
+         PostgreSQL {} or later; or dump again with the server's own pg_dump (PostgreSQL {}); or pass \
+         --allow-older-target to try (its SQL errors are counted and shown). The restore did not start.",
+        .pg_dump.major_name(), .server.major_name()
+    )]
+    NewerPgDump {
+        pg_dump: crate::dump::PgVersion,
+        server: crate::dump::PgVersion,
+        target: crate::dump::PgVersion,
     },
 }
 

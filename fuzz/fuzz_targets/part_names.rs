@@ -17,6 +17,8 @@ fuzz_target!(|data: &[u8]| {
             name: l.to_string(),
             size: (i % 3) as u64,
             etag: None,
+            // Every fifth name is not a regular file (a link in a local bucket).
+            not_a_file: (i % 5 == 4).then_some("a symbolic link"),
         })
         .collect();
     let _ = catalog::backup_ids(&objects);

@@ -79,6 +79,17 @@ pub(crate) fn check_target_version(
             target.major_name()
         )));
     }
+    // The server the dump came from is not newer than the target, only the pg_dump that
+    // wrote it: not a downgrade, and the message says so and what to do.
+    if let (Some(by), Some(from)) = (origin.pg_dump, origin.server) {
+        if from.major() <= target.major() && by.major() > target.major() {
+            return Err(Error::Incompatible(Incompatibility::NewerPgDump {
+                pg_dump: by,
+                server: from,
+                target,
+            }));
+        }
+    }
     Err(Error::Incompatible(Incompatibility::TargetTooOld {
         made,
         target,
@@ -120,9 +131,26 @@ mod tests {
         assert!(check_target_version(&o, PgVersion(180001), false)
             .unwrap()
             .is_none());
-        // A pg_dump 17 dump of a 13 server still needs 17: what pg_dump wrote decides too.
+        // A pg_dump 17 dump of a 13 server still needs 17: what pg_dump wrote decides too,
+        // and the refusal says it is the pg_dump, not the server, that is newer.
         let o = origin(170011, 130023, None, true);
-        assert!(check_target_version(&o, PgVersion(160004), false).is_err());
+        let e = check_target_version(&o, PgVersion(160004), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("pg_dump 17.11 from a PostgreSQL 13.23 server"),
+            "{e}"
+        );
+        assert!(e.contains("not newer than the target"), "{e}");
+        assert!(e.contains("server's own pg_dump (PostgreSQL 13)"), "{e}");
+        assert!(e.contains("--allow-older-target"), "{e}");
+        assert!(!e.contains("restoring into an older major version"), "{e}");
+        // 17.10 dumped by pg_dump 18.6 into 17.10: the same.
+        let o = origin(180006, 170010, None, true);
+        let e = check_target_version(&o, PgVersion(170010), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PostgreSQL 18 or later"), "{e}");
         // Nothing known: nothing to check.
         assert!(
             check_target_version(&Origin::default(), PgVersion(90624), false)
