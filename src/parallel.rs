@@ -28,9 +28,9 @@
 //! lines coming back on its stdout (psql runs its input in order).
 //!
 //! Memory: at most [`DEPTH`] + 1 chunks per connection, one chunk being cut, the longest
-//! COPY row held once (each unit's rows go to psql as they came from the splitter, never
-//! copied into the unit or the job), the longest statement twice (the splitter's line and
-//! the statement it lexes out of it), and one database's post-data text.
+//! COPY row or statement held once (the splitter lexes a long line as it arrives; rows and
+//! statements go to psql as they came from it, never copied into the unit or the job), and
+//! one database's post-data text.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -392,7 +392,12 @@ impl ParallelLoad {
             if self.inserts_before.is_none() {
                 self.inserts_before = Some(self.state.clone());
             }
-            self.inserts.extend_from_slice(&text);
+            // Moved, not copied, when it starts a unit: one statement may be 400 MB.
+            if self.inserts.is_empty() {
+                self.inserts = text;
+            } else {
+                self.inserts.extend_from_slice(&text);
+            }
             if self.inserts.len() >= CHUNK {
                 self.flush_inserts()?;
             }
@@ -402,7 +407,11 @@ impl ParallelLoad {
         if self.pending.before.is_none() {
             self.pending.before = Some(self.state.clone());
         }
-        self.pending.text.extend_from_slice(&text);
+        if self.pending.text.is_empty() {
+            self.pending.text = text;
+        } else {
+            self.pending.text.extend_from_slice(&text);
+        }
         self.pending.statements += 1;
         Ok(())
     }
@@ -810,6 +819,13 @@ enum Setting {
 /// `SET name = …`, `SET SESSION AUTHORIZATION …`, `SET ROLE …`, `RESET name`,
 /// `SELECT pg_catalog.set_config('name', …, false);`: session state, not work.
 fn session_setting(text: &[u8]) -> Option<Setting> {
+    // A setting is a short statement: a long one (a 200 MB INSERT) is not looked at, so that
+    // it is not copied to be lowercased.
+    let head = text.trim_ascii_start();
+    let starts = |p: &[u8]| head.len() >= p.len() && head[..p.len()].eq_ignore_ascii_case(p);
+    if text.len() > 64 << 10 || !(starts(b"set") || starts(b"reset") || starts(b"select")) {
+        return None;
+    }
     let s = std::str::from_utf8(text).ok()?.trim();
     let lower = s.to_ascii_lowercase();
     let words: Vec<&str> = lower

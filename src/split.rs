@@ -15,6 +15,10 @@
 /// row makes a longer chunk).
 pub const CHUNK: usize = 4 << 20;
 
+/// A line of SQL longer than this is lexed as it arrives, so that a one-line statement of
+/// hundreds of MB is held once (in the statement), not twice (the line and the statement).
+pub const LONG_LINE: usize = 64 << 10;
+
 /// One of pg_dump's object headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -84,11 +88,27 @@ pub struct Splitter {
     rows: Vec<u8>,
     /// Where the incomplete last row of `rows` begins.
     row_start: usize,
+    /// The start of the current line was looked at (not a meta-command, not a header) and
+    /// part of it lexed already: the rest goes to the lexer as it is.
+    line_open: bool,
+    /// Inside a `--` comment, to the end of the line.
+    comment: bool,
+    /// Lines longer than this are lexed as they arrive ([`LONG_LINE`]; tests set less).
+    long_line: usize,
 }
 
 impl Splitter {
     pub fn new() -> Self {
-        Self::default()
+        Self::with_long_line(LONG_LINE)
+    }
+
+    /// A splitter that lexes lines longer than `n` bytes as they arrive (tests use small
+    /// values to check that this gives the same items).
+    pub fn with_long_line(n: usize) -> Self {
+        Splitter {
+            long_line: n.max(1),
+            ..Self::default()
+        }
     }
 
     /// Splits `data`, handing every complete item to `out`.
@@ -103,13 +123,20 @@ impl Splitter {
                     self.line.extend_from_slice(&data[..=i]);
                     data = &data[i + 1..];
                     let line = std::mem::take(&mut self.line);
-                    self.sql_line(&line, out);
+                    if std::mem::take(&mut self.line_open) {
+                        self.scan(&line, false, out);
+                    } else {
+                        self.sql_line(&line, out);
+                    }
                     self.line = line;
                     self.line.clear();
                 }
                 None => {
                     self.line.extend_from_slice(data);
                     data = &[];
+                    if self.line.len() >= self.long_line {
+                        self.lex_long_line(out);
+                    }
                 }
             }
         }
@@ -121,10 +148,14 @@ impl Splitter {
         if self.copy {
             self.end_copy(out, false);
         }
-        if !self.line.is_empty() {
+        if !self.line.is_empty() || self.line_open {
             let mut line = std::mem::take(&mut self.line);
             line.push(b'\n');
-            self.sql_line(&line, out);
+            if std::mem::take(&mut self.line_open) {
+                self.scan(&line, false, out);
+            } else {
+                self.sql_line(&line, out);
+            }
         }
         if self.copy {
             // The last line was a COPY statement without rows.
@@ -147,7 +178,7 @@ impl Splitter {
 
     /// Whether the input so far ended inside COPY data or a statement.
     pub fn unfinished(&self) -> bool {
-        self.copy || !self.statement.is_empty() || !self.line.is_empty()
+        self.copy || !self.statement.is_empty() || !self.line.is_empty() || self.line_open
     }
 
     /// Hands on the rows kept and ends the COPY block (at the end of the input: `end` is
@@ -190,6 +221,27 @@ impl Splitter {
         &[]
     }
 
+    /// Lexes what can be lexed of a long line that has not ended yet, once its start is known
+    /// not to be a meta-command or a header (those are kept whole, as before).
+    fn lex_long_line(&mut self, out: &mut impl FnMut(Item)) {
+        if !self.line_open {
+            if self.lex == Lex::Normal && self.statement.is_empty() {
+                let start = self.line.iter().position(|b| !b.is_ascii_whitespace());
+                match start.map(|k| &self.line[k..]) {
+                    // All blank so far, or a line that may be a meta-command or a header.
+                    None => return,
+                    Some(rest) if rest.starts_with(b"\\") || rest.starts_with(b"-") => return,
+                    Some(_) => {}
+                }
+            }
+            self.line_open = true;
+        }
+        let line = std::mem::take(&mut self.line);
+        let used = self.scan(&line, true, out);
+        self.line = line;
+        self.line.drain(..used);
+    }
+
     /// A complete line (with its newline) outside COPY data.
     fn sql_line(&mut self, line: &[u8], out: &mut impl FnMut(Item)) {
         if self.lex == Lex::Normal && self.statement.is_empty() {
@@ -204,14 +256,36 @@ impl Splitter {
                 return;
             }
         }
-        self.scan(line, out);
+        self.scan(line, false, out);
     }
 
-    /// Runs the lexer over a line, handing on every statement that ends in it.
-    fn scan(&mut self, line: &[u8], out: &mut impl FnMut(Item)) {
+    /// Runs the lexer over a line, handing on every statement that ends in it. `partial`: the
+    /// line goes on after `line` (a long line lexed as it arrives): stop before anything
+    /// whose meaning depends on bytes not here yet, and say how much was taken; the rest
+    /// comes again with what follows.
+    fn scan(&mut self, line: &[u8], partial: bool, out: &mut impl FnMut(Item)) -> usize {
         let mut i = 0;
+        if self.comment {
+            // The rest of a `--` comment begun in an earlier piece of this line.
+            let end = memchr::memchr(b'\n', line).map_or(line.len(), |k| k + 1);
+            if !self.statement.is_empty() {
+                self.statement.extend_from_slice(&line[..end]);
+            }
+            if end == line.len() && !line.ends_with(b"\n") {
+                return line.len();
+            }
+            // The comment ran to the line's end, and the line ends with it, as when lexed
+            // whole (which returns at the `--`).
+            self.comment = false;
+            debug_assert_eq!(end, line.len());
+            return end;
+        }
         while i < line.len() {
             let b = line[i];
+            // What the next byte, or the bytes up to a dollar quote's end, decide.
+            if partial && needs_more(&self.lex, &line[i..]) {
+                return i;
+            }
             match &mut self.lex {
                 Lex::Normal => match b {
                     b'-' if line.get(i + 1) == Some(&b'-') => {
@@ -220,7 +294,10 @@ impl Splitter {
                         if !self.statement.is_empty() {
                             self.statement.extend_from_slice(&line[i..]);
                         }
-                        return;
+                        if partial {
+                            self.comment = true;
+                        }
+                        return line.len();
                     }
                     b'/' if line.get(i + 1) == Some(&b'*') => {
                         self.statement.extend_from_slice(b"/*");
@@ -259,11 +336,18 @@ impl Splitter {
                         }
                     }
                     b';' => {
+                        if partial
+                            && self.statement.len() >= 5
+                            && self.statement[..5].eq_ignore_ascii_case(b"COPY ")
+                        {
+                            // A COPY's rows begin after its line: left for the line's end.
+                            return i;
+                        }
                         self.statement.push(b);
                         self.end_statement(out);
                         if self.copy {
                             // pg_dump writes nothing after the COPY statement on its line.
-                            return;
+                            return line.len();
                         }
                     }
                     b'\\' => {
@@ -337,13 +421,16 @@ impl Splitter {
             }
             i += 1;
         }
-        // A block comment alone between statements is not a statement.
-        if self.lex == Lex::Normal
+        // A block comment alone between statements is not a statement (at the line's end,
+        // as psql sees it).
+        if !partial
+            && self.lex == Lex::Normal
             && self.statement.starts_with(b"/*")
             && is_only_comment(&self.statement)
         {
             self.statement.clear();
         }
+        line.len()
     }
 
     fn end_statement(&mut self, out: &mut impl FnMut(Item)) {
@@ -366,6 +453,28 @@ impl Splitter {
             }
         }
         out(Item::Statement { text, meta });
+    }
+}
+
+/// Whether the lexer, at the start of `rest` in state `lex`, needs bytes after `rest` to know
+/// what the first byte means (a two-byte token, an escape, a dollar quote's tag).
+fn needs_more(lex: &Lex, rest: &[u8]) -> bool {
+    let b = rest[0];
+    let last = rest.len() == 1;
+    match lex {
+        Lex::Normal => match b {
+            b'-' | b'/' => last,
+            // A dollar quote's tag is read whole: up to the `$` that closes it, or a byte
+            // that cannot be in one.
+            b'$' => !rest[1..]
+                .iter()
+                .any(|&c| !(c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80)),
+            _ => false,
+        },
+        Lex::Single { .. } => matches!(b, b'\\' | b'\'') && last,
+        Lex::Double => b == b'"' && last,
+        Lex::Dollar(tag) => b == b'$' && rest.len() < tag.len() && tag.starts_with(rest),
+        Lex::Block(_) => matches!(b, b'*' | b'/') && last,
     }
 }
 
@@ -431,6 +540,11 @@ fn is_only_comment(s: &[u8]) -> bool {
 
 /// `SET standard_conforming_strings = off|on;`: Some(true) when it turns them off.
 fn standard_conforming_strings(text: &[u8]) -> Option<bool> {
+    // Short, and a SET: anything else is not copied to be lowercased.
+    let head = text.trim_ascii_start();
+    if text.len() > 1024 || head.len() < 4 || !head[..4].eq_ignore_ascii_case(b"set ") {
+        return None;
+    }
     let s = std::str::from_utf8(text).ok()?.trim().to_ascii_lowercase();
     let rest = s.strip_prefix("set ")?.trim_start();
     let rest = rest.strip_prefix("session ").unwrap_or(rest).trim_start();
@@ -515,8 +629,13 @@ fn parse_header(line: &[u8]) -> Option<Header> {
 
 /// Splits a whole input at once (tests, the fuzz target).
 pub fn split_all(data: &[u8], step: usize) -> Vec<Item> {
+    split_all_with(data, step, LONG_LINE)
+}
+
+/// The same with lines longer than `long_line` lexed as they arrive.
+pub fn split_all_with(data: &[u8], step: usize, long_line: usize) -> Vec<Item> {
     let mut items = Vec::new();
-    let mut s = Splitter::new();
+    let mut s = Splitter::with_long_line(long_line);
     let mut push = |i: Item| items.push(i);
     for chunk in data.chunks(step.max(1)) {
         s.feed(chunk, &mut push);
@@ -599,6 +718,46 @@ mod tests {
                 "step {step}"
             );
         }
+    }
+
+    #[test]
+    fn long_lines_lexed_as_they_arrive_give_the_same_items() {
+        let corners = [
+            "SELECT 'it''s' || E'\\'' || \"q\"\"x\" -- c;\nSELECT 1; -- x\n",
+            "CREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $bo $body$ LANGUAGE sql; /* a /* b */ ; */ SELECT 2;\n",
+            "INSERT INTO t VALUES ('a;b'), ($$x$$), ($t$;$t$); COPY t (a) FROM stdin;\nrow\n\\.\nSELECT 3;\n",
+            "/* lone */ SELECT 4; /* tail */\n\\connect other\n-- Name: t; Type: TABLE; Schema: public; Owner: me\nSELECT 5\n",
+            "SET standard_conforming_strings = off;\nSELECT 'a\\'b'; SELECT 6; -",
+            "SELECT 7 -- unfinished comment",
+        ];
+        for dump in corners {
+            let whole = normalize(split_all(dump.as_bytes(), dump.len()));
+            for step in [1, 2, 3, 5, 64] {
+                for long in [1, 2, 3, 4, 7, 16] {
+                    let early = normalize(split_all_with(dump.as_bytes(), step, long));
+                    assert_eq!(early, whole, "{dump:?} step {step} long {long}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_huge_one_line_statement_is_held_once() {
+        let mut dump = b"INSERT INTO t VALUES ('".to_vec();
+        dump.extend(std::iter::repeat_n(b'x', 8 << 20));
+        dump.extend_from_slice(b"');\n");
+        let mut s = Splitter::new();
+        let mut most = 0;
+        let mut got = Vec::new();
+        for chunk in dump.chunks(64 << 10) {
+            s.feed(chunk, &mut |i| got.push(i));
+            most = most.max(s.line.capacity());
+        }
+        s.finish(&mut |i| got.push(i));
+        // The line buffer never held more than a long line's worth: the statement is the copy.
+        assert!(most <= 4 * LONG_LINE, "{most}");
+        assert_eq!(got.len(), 1);
+        assert!(matches!(&got[0], Item::Statement { text, .. } if text.len() == dump.len()));
     }
 
     #[test]

@@ -224,3 +224,35 @@ proptest! {
         prop_assert_eq!(items, expected);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Long lines lexed as they arrive (so that a one-line statement is held once) give the
+    /// same items as lines lexed whole, for any SQL-ish text and chunking.
+    #[test]
+    fn long_lines_lexed_as_they_arrive_split_the_same(
+        parts in proptest::collection::vec(
+            prop_oneof![
+                sql_statement(),
+                Just("'it''s;'".to_string()),
+                Just("$q$ ; $ $q$".to_string()),
+                Just("-- note;".to_string()),
+                Just("/* a; /* b */ */".to_string()),
+                Just("E'\\\\';'".to_string()),
+                Just("\n".to_string()),
+                Just(";".to_string()),
+                "[a-z $;'\"\\-/*\\\\\n]{0,8}",
+            ],
+            1..24,
+        ),
+        step in 1usize..23,
+        long_line in 1usize..11,
+    ) {
+        use a9s_recover::split::{normalize, split_all, split_all_with};
+        let dump = parts.join(" ");
+        let whole = normalize(split_all(dump.as_bytes(), dump.len().max(1)));
+        let early = normalize(split_all_with(dump.as_bytes(), step, long_line));
+        prop_assert_eq!(early, whole);
+    }
+}
