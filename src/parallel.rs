@@ -1218,7 +1218,7 @@ impl Pool {
                 "a9s-recover: restore --jobs {}: connection {}: {}",
                 self.cfg.jobs,
                 w + 1,
-                crate::text::escape(&describe_unit(&unit.text))
+                crate::text::escape(&describe_unit(&unit.text, unit.rows.as_deref()))
             );
         }
         let worker = &mut self.workers[w];
@@ -1483,17 +1483,17 @@ impl Drop for Pool {
 }
 
 /// A unit for `-v`: its first line, and for a COPY chunk its rows and size.
-fn describe_unit(text: &[u8]) -> String {
+fn describe_unit(text: &[u8], rows: Option<&[u8]>) -> String {
     let first = text.split(|&b| b == b'\n').next().unwrap_or_default();
     let mut line = String::from_utf8_lossy(&first[..first.len().min(80)]).into_owned();
     if first.len() > 80 {
         line.push('…');
     }
-    if first.starts_with(b"COPY ") {
-        let rows = memchr::memchr_iter(b'\n', text).count().saturating_sub(2);
+    if let Some(rows) = rows {
         line.push_str(&format!(
-            " ({rows} rows, {})",
-            crate::format_bytes(text.len() as u64)
+            " ({} rows, {})",
+            memchr::memchr_iter(b'\n', rows).count(),
+            crate::format_bytes(rows.len() as u64)
         ));
     }
     line

@@ -597,6 +597,8 @@ fn drill_with_jobs_loads_over_n_connections_and_says_what_each_does_with_v() {
     assert!(err.contains("120000 rows"), "{err}");
     // -v: what each connection runs, and the phases as they end.
     assert!(err.contains("connection 2: COPY public.big"), "{err}");
+    // Each chunk's line names its rows and bytes (not those of the COPY statement alone).
+    assert!(!err.contains("(0 rows, "), "{err}");
     assert!(
         err.contains("connection 1: CREATE") || err.contains("connection 2: CREATE"),
         "{err}"
