@@ -123,24 +123,13 @@ fn a_placeholder_inside_quotes_or_a_builtin_as_shell_text_is_refused() {
 /// A pg_dump of one database: `public.big (id int, pad text)` of `rows` rows of about 210
 /// bytes, and `public.small` of 3 rows.
 fn big_dump(rows: usize) -> Vec<u8> {
-    let mut s = String::from(
-        "--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 15.18\n\
-         -- Dumped by pg_dump version 15.18\n\nSET client_encoding = 'UTF8';\n\n\
-         --\n-- Name: big; Type: TABLE; Schema: public; Owner: postgres\n--\n\n\
-         CREATE TABLE public.big (\n    id integer,\n    pad text\n);\n\n\
-         --\n-- Name: small; Type: TABLE; Schema: public; Owner: postgres\n--\n\n\
-         CREATE TABLE public.small (\n    id integer\n);\n\n\
-         --\n-- Data for Name: big; Type: TABLE DATA; Schema: public; Owner: postgres\n--\n\n\
-         COPY public.big (id, pad) FROM stdin;\n",
-    );
+    let mut s = one_table_dump_head("big", "pad", "text");
     let pad = "x".repeat(200);
     for i in 0..rows {
         s.push_str(&format!("{i}\t{pad}\n"));
     }
-    s.push_str(
-        "\\.\n\n--\n-- Data for Name: small; Type: TABLE DATA; Schema: public; Owner: postgres\n--\n\n\
-         COPY public.small (id) FROM stdin;\n1\n2\n3\n\\.\n\n",
-    );
+    s.push_str("\\.\n\n");
+    s.push_str(SMALL_TABLE_DATA);
     s.into_bytes()
 }
 
@@ -208,20 +197,10 @@ fn a_full_disk_restore_is_not_done_for_resume() {
     assert!(out.status.success(), "{}", stderr(&out));
     let journal = tmp.path().join("journal");
     let run = |extra: &[&str]| {
-        bin()
-            .args(["restore", "--bucket"])
-            .arg(&bucket)
-            .args([
-                "--backup-id",
-                ID,
-                "--target",
-                &c.dsn("filled"),
-                "--yes",
-                "--journal",
-            ])
+        restore_to(&bucket, &c.dsn("filled"))
+            .arg("--journal")
             .arg(&journal)
             .args(extra)
-            .env("A9S_SECRET", SECRET)
             .run()
     };
     let out = run(&[]);
@@ -283,22 +262,12 @@ fn a_restore_with_sql_errors_resumes_only_when_its_errors_are_accepted() {
     .unwrap();
     let journal = tmp.path().join("journal");
     let run = |extra: &[&str]| {
-        bin()
-            .args(["restore", "--bucket"])
-            .arg(&bucket)
-            .args([
-                "--backup-id",
-                ID,
-                "--target",
-                &c.dsn("postgres"),
-                "--yes",
-                "--plan",
-            ])
+        restore_to(&bucket, &c.dsn("postgres"))
+            .arg("--plan")
             .arg(&plan)
             .arg("--journal")
             .arg(&journal)
             .args(extra)
-            .env("A9S_SECRET", SECRET)
             .run()
     };
     let out = run(&[]);

@@ -118,12 +118,9 @@ fn restore_json(
     db: &str,
     extra: &[&str],
 ) -> (bool, serde_json::Value, String) {
-    let out = bin()
-        .args(["restore", "--bucket"])
-        .arg(bucket)
-        .args(["--backup-id", ID, "--target", &c.dsn(db), "--yes", "--json"])
+    let out = restore_to(bucket, &c.dsn(db))
+        .arg("--json")
         .args(extra)
-        .env("A9S_SECRET", SECRET)
         .run();
     let r: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
@@ -262,16 +259,8 @@ fn a_check_that_cannot_get_its_lock_is_not_checked_not_a_mismatch() {
 /// (hex), and a small second table.
 fn huge_row_dump(mib: usize) -> Vec<u8> {
     let mut s = Vec::with_capacity(mib * 2 * 1024 * 1024 + 4096);
-    s.extend_from_slice(
-        b"--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 15.18\n\
-          -- Dumped by pg_dump version 15.18\n\nSET client_encoding = 'UTF8';\n\n\
-          --\n-- Name: blobs; Type: TABLE; Schema: public; Owner: postgres\n--\n\n\
-          CREATE TABLE public.blobs (\n    id integer,\n    body bytea\n);\n\n\
-          --\n-- Name: small; Type: TABLE; Schema: public; Owner: postgres\n--\n\n\
-          CREATE TABLE public.small (\n    id integer\n);\n\n\
-          --\n-- Data for Name: blobs; Type: TABLE DATA; Schema: public; Owner: postgres\n--\n\n\
-          COPY public.blobs (id, body) FROM stdin;\n1\t\\\\x",
-    );
+    s.extend_from_slice(one_table_dump_head("blobs", "body", "bytea").as_bytes());
+    s.extend_from_slice(b"1\t\\\\x");
     let hex = b"0123456789abcdef";
     let mut x: u32 = 12345;
     for _ in 0..mib * 1024 * 1024 {
@@ -280,10 +269,8 @@ fn huge_row_dump(mib: usize) -> Vec<u8> {
         s.push(hex[(b >> 4) as usize]);
         s.push(hex[(b & 15) as usize]);
     }
-    s.extend_from_slice(
-        b"\n2\t\\\\x00\n\\.\n\n--\n-- Data for Name: small; Type: TABLE DATA; Schema: public; Owner: postgres\n--\n\n\
-          COPY public.small (id) FROM stdin;\n1\n2\n\\.\n\n",
-    );
+    s.extend_from_slice(b"\n2\t\\\\x00\n\\.\n\n");
+    s.extend_from_slice(SMALL_TABLE_DATA.as_bytes());
     s
 }
 
@@ -319,19 +306,8 @@ fn a_huge_row_under_jobs_is_held_once() {
         c.sql("blobs", "DROP TABLE IF EXISTS public.blobs, public.small");
         // Our own peak (VmHWM), read from /proc while the run lasts: /usr/bin/time would
         // report psql's, which holds a whole INSERT statement three times over.
-        let mut child = bin()
-            .args(["restore", "--bucket"])
-            .arg(tmp.path())
-            .args([
-                "--backup-id",
-                ID,
-                "--target",
-                &c.dsn("blobs"),
-                "--yes",
-                "--jobs",
-                jobs,
-            ])
-            .env("A9S_SECRET", SECRET)
+        let mut child = restore_to(tmp.path(), &c.dsn("blobs"))
+            .args(["--jobs", jobs])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

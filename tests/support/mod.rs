@@ -360,3 +360,34 @@ pub fn parts_in(dir: &Path, id: &str) -> Vec<PathBuf> {
     parts.sort();
     parts.into_iter().map(|x| x.1).collect()
 }
+
+/// The head of a pg_dump 15 of `public.NAME (id integer, COL TYPE)` and `public.small (id
+/// integer)`, up to and including `COPY public.NAME (id, COL) FROM stdin;` and its newline;
+/// the small table's data is [`SMALL_TABLE_DATA`].
+pub fn one_table_dump_head(name: &str, col: &str, ty: &str) -> String {
+    format!(
+        "--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 15.18\n\
+         -- Dumped by pg_dump version 15.18\n\nSET client_encoding = 'UTF8';\n\n\
+         --\n-- Name: {name}; Type: TABLE; Schema: public; Owner: postgres\n--\n\n\
+         CREATE TABLE public.{name} (\n    id integer,\n    {col} {ty}\n);\n\n\
+         --\n-- Name: small; Type: TABLE; Schema: public; Owner: postgres\n--\n\n\
+         CREATE TABLE public.small (\n    id integer\n);\n\n\
+         --\n-- Data for Name: {name}; Type: TABLE DATA; Schema: public; Owner: postgres\n--\n\n\
+         COPY public.{name} (id, {col}) FROM stdin;\n"
+    )
+}
+
+/// The data item of the small table of [`one_table_dump_head`].
+pub const SMALL_TABLE_DATA: &str =
+    "--\n-- Data for Name: small; Type: TABLE DATA; Schema: public; Owner: postgres\n--\n\n\
+                                    COPY public.small (id) FROM stdin;\n1\n2\n3\n\\.\n\n";
+
+/// `restore --bucket BUCKET --backup-id ID --target DSN --yes` with the secret set.
+pub fn restore_to(bucket: &Path, dsn: &str) -> Command {
+    let mut c = bin();
+    c.args(["restore", "--bucket"])
+        .arg(bucket)
+        .args(["--backup-id", ID, "--target", dsn, "--yes"])
+        .env("A9S_SECRET", SECRET);
+    c
+}
