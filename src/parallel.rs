@@ -693,6 +693,10 @@ impl ParallelLoad {
                         self.phases.data_rows - self.db_start.data_rows,
                         crate::format_bytes(self.phases.data_bytes - self.db_start.data_bytes),
                     ));
+                    // Said once: a later end of a phase in this database counts from here.
+                    self.db_start.copy_chunks = self.phases.copy_chunks;
+                    self.db_start.data_rows = self.phases.data_rows;
+                    self.db_start.data_bytes = self.phases.data_bytes;
                 }
             }
         }

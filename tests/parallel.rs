@@ -599,6 +599,16 @@ fn drill_with_jobs_loads_over_n_connections_and_says_what_each_does_with_v() {
     assert!(err.contains("connection 2: COPY public.big"), "{err}");
     // Each chunk's line names its rows and bytes (not those of the COPY statement alone).
     assert!(!err.contains("(0 rows, "), "{err}");
+    // Each database's schema-and-data line is said once.
+    let said: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains(": schema ") && l.contains(" chunks"))
+        .filter_map(|l| l.split(": schema ").next())
+        .collect();
+    let mut unique = said.clone();
+    unique.sort();
+    unique.dedup();
+    assert!(!said.is_empty() && unique.len() == said.len(), "{err}");
     assert!(
         err.contains("connection 1: CREATE") || err.contains("connection 2: CREATE"),
         "{err}"
