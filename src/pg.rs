@@ -437,6 +437,12 @@ impl Psql {
             std_cmd.args(["-v", "ON_ERROR_STOP=1"]);
         }
         conn.apply(&mut std_cmd);
+        // Our literals (quote_literal: names from the dump and the plan) are standard
+        // strings: on a server with standard_conforming_strings off, a backslash in a name
+        // would end the literal early. The operator's own PGOPTIONS are kept.
+        let mut options = std::env::var("PGOPTIONS").unwrap_or_default();
+        options.push_str(" -c standard_conforming_strings=on");
+        std_cmd.env("PGOPTIONS", options.trim_start());
         let (status, stdout, stderr) =
             crate::child::output(std_cmd, Some(sql.as_bytes().to_vec()), &self.children).await?;
         Ok((conn, status, stdout, stderr))

@@ -371,3 +371,26 @@ fn a_database_missing_from_the_target_is_a_mismatch() {
     assert_eq!(t["status"], "mismatch", "{t}");
     assert_eq!(t["error"], "the database does not exist in the target");
 }
+
+/// Our literals are standard strings even on a server whose `standard_conforming_strings`
+/// is off: a table named `t\` is counted under its own name, and a name cannot end a literal
+/// early.
+#[test]
+fn names_with_backslashes_are_literals_whatever_the_servers_string_settings() {
+    let dump = b"--\n-- PostgreSQL database dump\n--\n\nCREATE TABLE public.\"t\\\" (x int);\n\
+                 COPY public.\"t\\\" (x) FROM stdin;\n1\n2\n\\.\n";
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(pack(tmp.path(), ID, dump, &[]).status.success());
+    let Some(c) = Cluster::start() else { return };
+    c.sql("postgres", "CREATE DATABASE legacy");
+    c.sql(
+        "postgres",
+        "ALTER DATABASE legacy SET standard_conforming_strings = off",
+    );
+    let (ok, r, err) = restore_json(tmp.path(), &c, "legacy", &[]);
+    assert!(ok, "{err}");
+    let t = &r["verification"][0];
+    assert_eq!(t["table"], "public.\"t\\\"", "{t}");
+    assert_eq!(t["status"], "ok", "{t}");
+    assert_eq!(t["restored_rows"], 2, "{t}");
+}
