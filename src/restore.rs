@@ -443,12 +443,12 @@ async fn run_plan(
     if let (
         Some(j),
         Journal::Resume {
-            accept_restore_errors,
+            accept_restore_errors: true,
             ..
         },
     ) = (&mut journal, &opts.journal)
     {
-        j.accept_restore_errors = *accept_restore_errors;
+        j.accept_restore_errors = true;
     }
     let redo_interrupted = matches!(
         opts.journal,
@@ -535,9 +535,6 @@ async fn run_plan(
                 StageState::Finished(_) if matches!(stage.action, Action::Preflight(_)) => {
                     notify(&format!("{label}: running again (checks always run)"));
                     StageState::NotStarted
-                }
-                StageState::FinishedWithErrors(entry) if j.accept_restore_errors => {
-                    StageState::Finished(entry)
                 }
                 StageState::FinishedWithErrors(entry) if !redo_interrupted => {
                     return Err(Error::Journal {

@@ -79,8 +79,8 @@ fn now() -> String {
 pub(crate) enum StageState {
     NotStarted,
     Finished(Entry),
-    /// The restore ran to the end of the stream with SQL errors: not done, unless the
-    /// operator says the errors are harmless (`--accept-restore-errors`).
+    /// The restore ran to the end of the stream with SQL errors: not done (with
+    /// `--accept-restore-errors` such a restore is `Finished`).
     FinishedWithErrors(Entry),
     Failed(String, String),
     Interrupted(String),
@@ -195,7 +195,11 @@ impl JournalFile {
     pub fn state(&self, stage: usize) -> StageState {
         match self.entries.iter().rev().find(|e| e.stage == stage) {
             None => StageState::NotStarted,
-            Some(e) if e.event == Event::Finish && e.sql_errors.unwrap_or(0) > 0 => {
+            Some(e)
+                if e.event == Event::Finish
+                    && e.sql_errors.unwrap_or(0) > 0
+                    && !self.accept_restore_errors =>
+            {
                 StageState::FinishedWithErrors(e.clone())
             }
             Some(e) if e.event == Event::Finish => StageState::Finished(e.clone()),
@@ -207,10 +211,6 @@ impl JournalFile {
     }
 
     pub fn finished(&self, stage: usize) -> bool {
-        match self.state(stage) {
-            StageState::Finished(_) => true,
-            StageState::FinishedWithErrors(_) => self.accept_restore_errors,
-            _ => false,
-        }
+        matches!(self.state(stage), StageState::Finished(_))
     }
 }
