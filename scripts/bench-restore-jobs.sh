@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # restore --jobs N on a plain pg_dumpall (issue 12), against psql -f on the decrypted file.
 #
-#   scripts/bench-restore.sh --jobs [SCALE] [RUNS]      e.g. scripts/bench-restore.sh --jobs 30 3
+#   scripts/bench-restore.sh --jobs [SCALE] [RUNS] [DATA]   e.g. scripts/bench-restore.sh --jobs 30 3
+#
+# DATA is `pgbench` (the default, below) or `mixed`: 200 tables of mixed sizes (SCALE * 20000
+# rows over them, table k of size proportional to 1/k), each with a key and an index.
 #
 # The dump: `pgbench -i -s SCALE` plus `orders` (SCALE * 66667 rows) and `items` (SCALE * 50000
 # rows, a foreign key to orders) with secondary indexes, dumped with pg_dumpall, packed with the
@@ -17,12 +20,15 @@
 # psql -f time; the first half is its data phase (with the schema, a fraction of a second).
 #
 # Printed: the medians, the ratio to psql -f, the phases of the --jobs runs (from --json), and
-# the peak memory (max RSS) of a9s-recover itself. The clusters run PostgreSQL's default
+# the peak memory (max RSS) of a9s-recover itself. Then one more run with --jobs 1 --trace,
+# and `a9s-recover simulate` of that trace: its prediction beside the median measured at
+# N = 1, 2 and 4, and the predicted curve to 16 connections on this machine's cores. The clusters run PostgreSQL's default
 # settings (the issue's goal is stated for them); BENCH_PG_OPTS adds server options, e.g.
 # BENCH_PG_OPTS="-c fsync=off -c full_page_writes=off" to compare the loaders without the disk.
 set -euo pipefail
 SCALE=${1:-30}
 RUNS=${2:-3}
+DATA=${3:-pgbench}
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --bin a9s-recover
 BIN=$PWD/target/release/a9s-recover
@@ -45,6 +51,18 @@ ID=bench0000-0000-0000-0000-000000000000-1700000000000
 
 fresh
 "$PGBIN/psql" -X -q -d "$DSN" -c "CREATE DATABASE bench"
+if [ "$DATA" = mixed ]; then
+"$PGBIN/psql" -X -q -d "host=$WORK port=$PORT user=postgres dbname=bench" <<SQL
+DO \$\$ BEGIN
+  FOR k IN 1..200 LOOP
+    EXECUTE format('CREATE TABLE t%s (id bigint PRIMARY KEY, g int, note text)', k);
+    EXECUTE format('INSERT INTO t%s SELECT g, g %% 97, repeat(''x'', 20) || g FROM generate_series(1, %s) g',
+                   k, greatest(10, ($SCALE * 20000 * 0.17 / k)::int));
+    EXECUTE format('CREATE INDEX t%s_g ON t%s (g)', k, k);
+  END LOOP;
+END \$\$;
+SQL
+else
 "$PGBIN/pgbench" -q -i -s "$SCALE" -h "$WORK" -p "$PORT" -U postgres bench > /dev/null 2>&1
 "$PGBIN/psql" -X -q -d "host=$WORK port=$PORT user=postgres dbname=bench" <<SQL
 CREATE TABLE orders (id bigint PRIMARY KEY, customer int NOT NULL, placed date NOT NULL, note text);
@@ -57,6 +75,7 @@ CREATE INDEX items_order ON items (order_id);
 CREATE INDEX items_sku ON items (sku);
 ALTER TABLE pgbench_accounts ADD CONSTRAINT accounts_branch FOREIGN KEY (bid) REFERENCES pgbench_branches (bid);
 SQL
+fi
 "$PGBIN/pg_dumpall" -h "$WORK" -p "$PORT" -U postgres > "$WORK/dump.sql"
 DUMP=$(stat -c %s "$WORK/dump.sql")
 CUT=$(grep -n -m1 -E '^-- Name: .*; Type: (CONSTRAINT|INDEX|FK CONSTRAINT);' "$WORK/dump.sql" | cut -d: -f1)
@@ -67,7 +86,7 @@ mkdir -p "$WORK/b"
     | split -b 256M --numeric-suffixes=1 -a 4 - "$ID-" )
 for f in "$WORK/b/$ID-"*; do n=${f##*-}; mv "$f" "$WORK/b/$ID-$((10#$n))"; done
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'); commit $(git rev-parse --short HEAD)"
-echo "dump:    $DUMP bytes (pg_dumpall of pgbench -s $SCALE + orders/items), $(grep -c '^COPY ' "$WORK/dump.sql") COPY blocks"
+echo "dump:    $DUMP bytes (pg_dumpall of $([ "$DATA" = mixed ] && echo "200 tables of mixed sizes, scale $SCALE" || echo "pgbench -s $SCALE + orders/items")), $(grep -c '^COPY ' "$WORK/dump.sql") COPY blocks"
 
 # Busy core-seconds of the whole machine (/proc/stat, all processes: server, psql, ours) and
 # the share of the cores they kept busy, per run: where a contender leaves cores idle.
@@ -132,3 +151,22 @@ for j in 2 4; do
   echo "  phases --jobs $j (s):"
   sed 's/^/    /' "$WORK/jobs$j.phases"
 done
+
+# The simulator, checked where it can be: a trace of one more --jobs 1 run, replayed.
+fresh
+"$BIN" restore --bucket "$WORK/b" --backup-id "$ID" --target "$DSN" --yes --no-verify -q --jobs 1 \
+  --trace "$WORK/trace.jsonl" > /dev/null
+CORES=$(nproc)
+"$BIN" simulate --trace "$WORK/trace.jsonl" --cores "$CORES" --max-connections 16 --json > "$WORK/sim.json"
+printf '\n| connections | measured median s | predicted s (%s cores) |\n|---:|---:|---:|\n' "$CORES"
+python3 - "$WORK" <<'PY'
+import json, sys, statistics
+w = sys.argv[1]
+sim = {p["connections"]: p["seconds"] for p in json.load(open(w + "/sim.json"))["predicted"]}
+for n in range(1, 17):
+    try:
+        m = "%.2f" % statistics.median(float(x) for x in open("%s/jobs%d.t" % (w, n)))
+    except OSError:
+        m = "-"
+    print("| %d | %s | %.2f |" % (n, m, sim[n]))
+PY

@@ -10,13 +10,14 @@
 //!
 //! This is the one place that starts processes: [`output`] (async: a child run to its end,
 //! stdin fed, stdout collected and stderr drained at once, killed with its group if the caller
-//! gives up), [`spawn_piped`] (the restoring psql or pg_restore, fed by the sink) and
+//! gives up), [`FedChild`] (the restoring psql or pg_restore, and each connection of the
+//! parallel loader, fed from a blocking thread) and
 //! [`run_blocking`] (setup steps on a blocking thread).
 
 use std::collections::VecDeque;
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, Write};
 use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -82,35 +83,127 @@ pub(crate) fn run_blocking(mut cmd: Command) -> std::io::Result<std::process::Ou
     cmd.stdin(std::process::Stdio::null()).output()
 }
 
-/// Starts `cmd` in a process group of its own with its stdin and stderr piped (stdout to
-/// /dev/null), registered so that Ctrl-C and SIGTERM stop it with everything it started: the
-/// restoring psql or pg_restore, which the sink feeds from a blocking thread.
-pub(crate) fn spawn_piped(
-    mut cmd: Command,
-    children: &Children,
-) -> std::io::Result<std::process::Child> {
-    let child = own_group(&mut cmd)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    children.register(child.id());
-    Ok(child)
+/// A child fed on its stdin from a blocking thread (the restoring psql or pg_restore, a
+/// connection of the parallel loader): started in a process group of its own and registered,
+/// so that Ctrl-C and SIGTERM stop it with everything it started; its stderr drained on a
+/// thread into a [`ChildSummary`]; its group killed if it is dropped before [`finish`].
+///
+/// [`finish`]: FedChild::finish
+#[derive(Debug)]
+pub(crate) struct FedChild {
+    child: std::process::Child,
+    stdin: Option<ChildStdin>,
+    stderr: Option<JoinHandle<ChildSummary>>,
+    program: &'static str,
+    doing: String,
+    children: Children,
 }
 
-/// Like [`spawn_piped`], with stdout piped too: a psql connection of a parallel restore,
-/// whose stdout says which units it finished.
-pub(crate) fn spawn_piped_out(
-    mut cmd: Command,
-    children: &Children,
-) -> std::io::Result<std::process::Child> {
-    let child = own_group(&mut cmd)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    children.register(child.id());
-    Ok(child)
+impl FedChild {
+    /// Starts `cmd` with stdin and stderr piped, and stdout piped too when `stdout` (a
+    /// loader connection, whose stdout says which units it finished), else to /dev/null.
+    pub(crate) fn spawn(
+        mut cmd: Command,
+        program: &'static str,
+        doing: String,
+        children: &Children,
+        stdout: bool,
+    ) -> Result<(FedChild, Option<ChildStdout>)> {
+        let mut child = own_group(&mut cmd)
+            .stdin(Stdio::piped())
+            .stdout(if stdout {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| start_err(program, e))?;
+        children.register(child.id());
+        let out = child.stdout.take();
+        let stderr = child.stderr.take().map(drain_stderr);
+        let fed = FedChild {
+            stdin: child.stdin.take(),
+            child,
+            stderr,
+            program,
+            doing,
+            children: children.clone(),
+        };
+        Ok((fed, out))
+    }
+
+    /// Its stdin, for a writer thread of its own (the loader's connections).
+    pub(crate) fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.stdin.take()
+    }
+
+    /// Writes to its stdin; a child that stopped reading has failed: its error, in its words.
+    pub(crate) fn write(&mut self, data: &[u8]) -> Result<()> {
+        let stdin = self.stdin.as_mut().expect("open until finished");
+        if stdin.write_all(data).is_err() {
+            // Say why, not "broken pipe".
+            return Err(self.finish().err().unwrap_or_else(|| Error::Child {
+                program: self.program.into(),
+                doing: self.doing.clone(),
+                status: "it stopped reading its input".into(),
+                stderr: String::new(),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Waits for it to exit (its stdin closed first) and collects what it said on stderr.
+    pub(crate) fn wait(&mut self) -> (io::Result<std::process::ExitStatus>, ChildSummary) {
+        drop(self.stdin.take());
+        let status = self.child.wait();
+        self.children.unregister(self.child.id());
+        let summary = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        (status, summary)
+    }
+
+    /// Closes its stdin and waits: its summary if it succeeded, else its error quoting its
+    /// stderr.
+    pub(crate) fn finish(&mut self) -> Result<ChildSummary> {
+        let (status, summary) = self.wait();
+        let status = status.map_err(|e| start_err(self.program, e))?;
+        if status.success() {
+            Ok(summary)
+        } else {
+            Err(self.error(status.to_string(), &summary))
+        }
+    }
+
+    /// Its error for `status`, quoting the last lines of its stderr.
+    pub(crate) fn error(&self, status: String, summary: &ChildSummary) -> Error {
+        Error::Child {
+            program: self.program.into(),
+            doing: self.doing.clone(),
+            status,
+            stderr: summary.tail.join("\n"),
+        }
+    }
+
+    /// Stops it and whatever it started (pg_restore --jobs forks its workers).
+    pub(crate) fn kill(&mut self) {
+        if self.stderr.is_some() {
+            self.children.kill_group(self.child.id());
+        }
+    }
+}
+
+impl Drop for FedChild {
+    fn drop(&mut self) {
+        // Not finished: the stream failed or was interrupted.
+        if self.stderr.is_some() {
+            self.children.kill_group(self.child.id());
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// Runs `cmd` to its end in a process group of its own, `stdin` fed to it, stdout collected
@@ -212,6 +305,9 @@ pub struct ChildSummary {
     /// The phases of a parallel restore (`--jobs N` on a plain dump).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phases: Option<crate::phases::Phases>,
+    /// The COPY chunks the server refused (their tables' rows not loaded), each named.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed_copies: Vec<crate::phases::FailedCopy>,
 }
 
 /// The error of a child that could not be started.

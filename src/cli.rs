@@ -130,6 +130,13 @@ pub enum Command {
         after_help = "Examples:\n  a9s-recover bench --size 1GiB --runs 3\n  A9S_SECRET=... a9s-recover bench -b /var/backups --backup-id ID --json"
     )]
     Bench(BenchArgs),
+    /// Predict how long a plain dump's load takes at 1 to 16 connections on C server cores,
+    /// from the trace of a real run (`restore --trace FILE`, best with --jobs 1): the
+    /// loader's own planner and schedule, replayed. The model is in BENCHMARKS.md.
+    #[command(
+        after_help = "Examples:\n  a9s-recover restore ... --jobs 1 --trace load.jsonl\n  a9s-recover simulate --trace load.jsonl --cores 8\n  a9s-recover simulate --trace load.jsonl --cores 2 --max-connections 4 --json"
+    )]
+    Simulate(SimulateArgs),
     /// Print shell completions for bash, zsh or fish, e.g.
     /// `a9s-recover completions bash > /etc/bash_completion.d/a9s-recover`.
     #[command(
@@ -472,9 +479,16 @@ pub struct LoadArgs {
     /// the schema on one connection, COPY rows in chunks over N, indexes and constraints over
     /// N, foreign keys over N, the rest in order (no spool). A custom-format dump goes to
     /// pg_restore --jobs N, which needs the archive spooled to a 0600 file in --spool-dir first
-    /// (removed afterwards). 1 (the default) is one psql or pg_restore reading the stream.
+    /// (removed afterwards). 1 (the default) is one psql or pg_restore reading the stream;
+    /// on a plain dump it still guards each COPY, so a table that fails to load loses its own
+    /// rows and nothing else.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub jobs: Option<u32>,
+
+    /// Write one JSON line per unit of work of a plain dump's load here (what, which table,
+    /// bytes, rows, connection, start, end), for `a9s-recover simulate`.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
 
     /// Where --jobs spools the archive [default: the system temp directory].
     #[arg(long, value_name = "DIR")]
@@ -587,6 +601,29 @@ pub struct DrillArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The trace of a restore (`restore --trace FILE`).
+    #[arg(long, value_name = "FILE")]
+    pub trace: PathBuf,
+
+    /// The target server's cores [default: this machine's].
+    #[arg(long, value_name = "C")]
+    pub cores: Option<f64>,
+
+    /// Predict for 1 to N connections.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub max_connections: u32,
+
+    /// The part of a COPY chunk's work spent under its table's extension lock, 0 to 1.
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    pub lock_share: f64,
+
+    /// Print the prediction as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Size of the synthetic dump to generate.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "4GiB")]
@@ -636,6 +673,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<()> {
         Some(Command::Restore(r)) => restore_cmd(*r, ui, shutdown).await,
         Some(Command::Drill(d)) => drill_cmd(*d, ui, shutdown).await,
         Some(Command::Bench(b)) => bench_cmd(b, ui, shutdown).await,
+        Some(Command::Simulate(s)) => simulate_cmd(&s),
         Some(Command::Completions { shell }) => completions(shell),
         Some(Command::Man) => man_page(),
     }
@@ -1289,6 +1327,65 @@ async fn bench_cmd(args: BenchArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
         return print_stdout(&serde_json::to_string_pretty(&report)?);
     }
     print_stdout(render::BenchText(&report).to_string().trim_end())
+}
+
+fn simulate_cmd(args: &SimulateArgs) -> anyhow::Result<()> {
+    use a9s_recover::load::{simulate, trace};
+    if !(0.0..=1.0).contains(&args.lock_share) {
+        anyhow::bail!(a9s_recover::Error::Config(
+            "--lock-share is a fraction of a chunk's work: 0 to 1".into()
+        ));
+    }
+    let lines = trace::read(&args.trace)?;
+    let cores = args
+        .cores
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64));
+    if cores.is_nan() || cores < 1.0 {
+        anyhow::bail!(a9s_recover::Error::Config("--cores is at least 1".into()));
+    }
+    let summary = simulate::Summary::of(&lines);
+    let rows: Vec<(u32, f64)> = (1..=args.max_connections)
+        .map(|n| {
+            let model = simulate::Model {
+                connections: n as usize,
+                cores,
+                lock_share: args.lock_share,
+            };
+            (n, simulate::wall_time(&lines, model))
+        })
+        .collect();
+    if args.json {
+        let out = serde_json::json!({
+            "trace": args.trace,
+            "units": summary.units,
+            "connections_in_trace": summary.connections,
+            "measured_seconds": summary.wall,
+            "cores": cores,
+            "lock_share": args.lock_share,
+            "predicted": rows.iter().map(|(n, t)| serde_json::json!({"connections": n, "seconds": t})).collect::<Vec<_>>(),
+        });
+        return print_stdout(&serde_json::to_string_pretty(&out)?);
+    }
+    let mut text = format!(
+        "trace {}: {} units over {} connection(s), {:.1}s measured; predicted on {cores} cores (lock share {}):\n",
+        text::escape(&args.trace.display().to_string()),
+        summary.units,
+        summary.connections,
+        summary.wall,
+        args.lock_share
+    );
+    text.push_str(&format!(
+        "{:>12}  {:>10}  {:>8}\n",
+        "connections", "seconds", "speedup"
+    ));
+    let base = rows.first().map_or(1.0, |r| r.1);
+    for (n, t) in &rows {
+        text.push_str(&format!(
+            "{n:>12}  {t:>10.2}  {:>7.2}x\n",
+            base / t.max(1e-9)
+        ));
+    }
+    print_stdout(text.trim_end())
 }
 
 fn completions(shell: ShellArg) -> anyhow::Result<()> {

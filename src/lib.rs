@@ -19,8 +19,13 @@
 //! - [`inflate`]: streaming multi-member gunzip with CRC32/ISIZE checks (ISA-L, zlib-rs).
 //! - [`dump`]: what the dump is (kind, origin versions) and COPY row counting.
 //! - [`split`]: a plain dump cut into statements, COPY rows and meta-commands as psql reads
-//!   them; [`parallel`]: `restore --jobs N` for plain dumps, over N psql connections.
-//! - [`sink`]: where the dump goes: stdout, atomic files, FIFOs, psql, pg_restore.
+//!   them, and pg_dump's object kinds.
+//! - [`load`]: the loader of plain dumps over N psql connections (`restore --jobs N`, 1 by
+//!   default): `load::plan` (the planner: items in, operations out), `load::schedule` (the
+//!   post-data's lock rule), `load::pool` (the connections and their events), `load::trace`
+//!   and [`load::simulate`] (a run's trace, replayed at other connection counts).
+//! - [`sink`]: where the dump goes: stdout, atomic files and FIFOs (`sink/file.rs`), the fed
+//!   psql or pg_restore and the spool (`sink/child.rs`), the loader.
 //! - [`pipeline`]: `prepare` (a checked [`pipeline::PreparedBackup`]) then `run`: the one
 //!   pipeline every command drives.
 //! - [`plan`]: plan files, presets, variables; a [`plan::ResolvedPlan`] of stages.
@@ -33,7 +38,8 @@
 //! - [`pack`]: the reverse pipeline, for fixtures, drills and benchmarks.
 //! - [`bench`]: the benchmark against the manual's shell pipeline.
 //! - `child` (private): the one place that starts processes, each in a group of its own;
-//!   the fed child's stderr summary ([`sink::ChildSummary`]) and the start error.
+//!   the fed child (psql, pg_restore, each loader connection) and its stderr summary
+//!   ([`sink::ChildSummary`]).
 //! - `pipe` (private): bounded pipes of `Bytes` between the stages.
 //! - [`progress`], [`shutdown`], [`secret`], [`time`]: the progress bar, Ctrl-C and SIGTERM,
 //!   zeroed secrets, timestamps and unique names; [`text`]: control characters in names and
@@ -41,13 +47,14 @@
 //! - [`error`]: the error type and the error policy.
 //! - [`build_info`]: what the binary was built with, for `--version`.
 //!
-//! - [`phases`]: the report of a parallel restore, which the restoring child's summary
-//!   carries.
+//! - [`phases`]: the report of a load, which the restoring child's summary carries, and the
+//!   clock and `-v` lines that fill it in.
 //!
 //! No module imports one that imports it back, directly or through others: `time` and
 //! `error` import nothing of ours that imports them, `stage` imports neither `restore` nor
 //! `plan` (the placeholder contexts are `stage`'s), `catalog` does not import `pack`, the
-//! loader (`parallel`) imports `child`, `pg` and `phases`, not `sink`. `.ci/run` checks it,
+//! loader (`load`) imports `child`, `pg`, `split`, `dump` and `phases`, not `sink`; inside it, the
+//! pool and the planner import nothing of the file that drives them. `.ci/run` checks it,
 //! and that only `child` starts processes, with `scripts/check-modules.py`.
 
 pub mod bench;
@@ -59,8 +66,8 @@ pub mod dump;
 pub mod error;
 pub mod fetch;
 pub mod inflate;
+pub mod load;
 pub mod pack;
-pub mod parallel;
 pub mod pg;
 pub mod phases;
 mod pipe;

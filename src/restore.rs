@@ -63,6 +63,8 @@ pub struct LoadOptions {
     pub allow_older_target: bool,
     pub pg_restore_args: Vec<String>,
     pub jobs: Option<u32>,
+    /// `--trace FILE`: a line per unit of a plain dump's load.
+    pub trace: Option<PathBuf>,
     pub spool_dir: PathBuf,
     /// Say on stderr what each connection of a parallel restore is doing (`-v`).
     pub verbose: bool,
@@ -316,22 +318,27 @@ pub async fn prepare_restore(
                     on_error_stop,
                     jobs,
                     verbose: opts.load.verbose,
+                    trace: opts.load.trace.clone(),
                 },
                 line,
             )
         }
         DumpFormat::Sql => {
             let line = format!(
-                "stream backup {} ({what}) into: psql -X --quiet{} {}",
+                "stream backup {} ({what}) into: psql -X --quiet{} {} (each COPY of a table's data guarded: \
+                 a table that fails to load loses its own rows, not the statements after them)",
                 backup.backup.id,
                 stop_flag,
                 conn_arg(&opts.target)
             );
             (
-                Output::Psql {
+                Output::PsqlParallel {
                     program,
                     conn: opts.target.clone(),
                     on_error_stop,
+                    jobs: 1,
+                    verbose: opts.load.verbose,
+                    trace: opts.load.trace.clone(),
                 },
                 line,
             )

@@ -30,6 +30,73 @@ pub struct Header {
     pub kind: String,
 }
 
+/// What a pg_dump object header's type means to the loader, parsed once from
+/// [`Header::kind`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// Before the first header (hand-made SQL, a dump's preamble).
+    None,
+    TableData,
+    SequenceSet,
+    /// `BLOBS`, `LARGE OBJECTS`, `BLOB DATA`.
+    LargeObjects,
+    Index,
+    /// `CONSTRAINT`, `CHECK CONSTRAINT`: keys, unique and check constraints.
+    Constraint,
+    FkConstraint,
+    IndexAttach,
+    /// Post-data that runs after the keys, in dump order: triggers, rules, policies,
+    /// comments, ACLs, publications, materialized view refreshes …
+    Late,
+    /// Anything else, as the header spells it.
+    Other(String),
+}
+
+impl ObjectKind {
+    pub fn parse(kind: &str) -> ObjectKind {
+        match kind {
+            "TABLE DATA" => ObjectKind::TableData,
+            "SEQUENCE SET" => ObjectKind::SequenceSet,
+            "BLOBS" | "LARGE OBJECTS" | "BLOB DATA" => ObjectKind::LargeObjects,
+            "INDEX" => ObjectKind::Index,
+            "CONSTRAINT" | "CHECK CONSTRAINT" => ObjectKind::Constraint,
+            "FK CONSTRAINT" => ObjectKind::FkConstraint,
+            "INDEX ATTACH" => ObjectKind::IndexAttach,
+            "TRIGGER"
+            | "RULE"
+            | "POLICY"
+            | "ROW SECURITY"
+            | "COMMENT"
+            | "ACL"
+            | "SECURITY LABEL"
+            | "PUBLICATION"
+            | "PUBLICATION TABLE"
+            | "PUBLICATION TABLES IN SCHEMA"
+            | "SUBSCRIPTION"
+            | "SUBSCRIPTION TABLE"
+            | "EVENT TRIGGER"
+            | "MATERIALIZED VIEW DATA"
+            | "DEFAULT ACL"
+            | "STATISTICS" => ObjectKind::Late,
+            other => ObjectKind::Other(other.to_string()),
+        }
+    }
+
+    /// An item of the data section.
+    pub fn is_data(&self) -> bool {
+        matches!(
+            self,
+            ObjectKind::TableData | ObjectKind::SequenceSet | ObjectKind::LargeObjects
+        )
+    }
+
+    /// Data that runs in order on the first connection, beside the COPY chunks: it touches
+    /// no table they load.
+    pub fn is_lane(&self) -> bool {
+        matches!(self, ObjectKind::SequenceSet | ObjectKind::LargeObjects)
+    }
+}
+
 /// A piece of the dump.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {

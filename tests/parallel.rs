@@ -800,3 +800,87 @@ fn unknown_meta_commands_and_open_transactions_fall_back_to_one_connection() {
         assert_eq!(fingerprint(&c, "shop"), want, "{what}");
     }
 }
+
+/// A database whose `stock.embeddings` uses a type the target lacks (the dump is edited so
+/// that its extension is `vector`, which this server does not have): its CREATE TABLE and
+/// so its COPY fail. Its rows hold `;` and SQL, as rows read as SQL would run them.
+const INVENTORY: &str = r#"
+CREATE EXTENSION hstore; CREATE SCHEMA stock;
+CREATE TABLE stock.warehouses (id int PRIMARY KEY, name text);
+INSERT INTO stock.warehouses SELECT g, 'w' || g FROM generate_series(1, 50) g;
+CREATE TABLE stock.embeddings (id int PRIMARY KEY, v public.hstore);
+INSERT INTO stock.embeddings SELECT g, hstore('k' || g, 'v''; DROP TABLE stock.items; ' || g)
+  FROM generate_series(1, 3000) g;
+CREATE TABLE stock.items (id int PRIMARY KEY, warehouse int REFERENCES stock.warehouses(id), sku text);
+INSERT INTO stock.items SELECT g, 1 + g % 50, 'sku' || g FROM generate_series(1, 20000) g;
+CREATE TABLE stock.movements (id int, item int REFERENCES stock.items(id), qty int);
+INSERT INTO stock.movements SELECT g, 1 + g % 20000, g % 7 FROM generate_series(1, 30000) g;
+"#;
+
+fn stock_counts(c: &Cluster) -> String {
+    c.sql(
+        "inventory",
+        "SELECT (SELECT count(*) FROM stock.items) || ' ' || (SELECT count(*) FROM stock.warehouses) \
+         || ' ' || (SELECT count(*) FROM stock.movements) || ' ' || (to_regclass('stock.embeddings') IS NULL)",
+    )
+}
+
+/// Issue 19: psql reads the rows of a COPY it could not start as SQL, and they swallow what
+/// follows. Ours lose their own rows and nothing else, at every N, and the report names them.
+#[test]
+fn a_failed_copy_loses_only_its_own_rows_at_every_n() {
+    let Some(src) = Cluster::start() else { return };
+    src.sql("postgres", "CREATE DATABASE inventory");
+    src.sql("inventory", INVENTORY);
+    let dump = String::from_utf8(src.tool("pg_dumpall", &["-d", &src.dsn("postgres")]))
+        .unwrap()
+        .replace(
+            "EXTENSION IF NOT EXISTS hstore",
+            "EXTENSION IF NOT EXISTS vector",
+        )
+        .replace("EXTENSION hstore", "EXTENSION vector")
+        .replace("public.hstore", "public.vector");
+    drop(src);
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("dump.sql");
+    std::fs::write(&file, &dump).unwrap();
+    let Some(reference) = target(None) else {
+        return;
+    };
+    psql_f(&reference, &file, "postgres");
+    let by_psql = stock_counts(&reference);
+    drop(reference);
+    assert_ne!(
+        by_psql, "20000 50 30000 true",
+        "psql -f lost nothing more: the case is moot"
+    );
+    let bucket = backup_of(dump.as_bytes());
+    for jobs in ["1", "2", "4"] {
+        let Some(c) = target(None) else { return };
+        let out = restore(bucket.path(), &c, "postgres", &["--jobs", jobs, "--json"]);
+        let err = stderr(&out);
+        assert_eq!(
+            stock_counts(&c),
+            "20000 50 30000 true",
+            "--jobs {jobs} (psql -f: {by_psql}): {err}"
+        );
+        // The verification finds the one table, and only it.
+        assert!(!out.status.success(), "--jobs {jobs}: {err}");
+        assert!(err.contains("stock.embeddings"), "--jobs {jobs}: {err}");
+        let mismatches: Vec<&str> = err.lines().filter(|l| l.contains("MISMATCH")).collect();
+        assert_eq!(mismatches.len(), 1, "--jobs {jobs}: {err}");
+        assert!(
+            mismatches[0].contains("stock.embeddings"),
+            "--jobs {jobs}: {err}"
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let failed = &report["stream"]["restore"]["failed_copies"];
+        assert_eq!(
+            failed[0]["table"], "stock.embeddings",
+            "--jobs {jobs}: {report}"
+        );
+        assert_eq!(failed[0]["database"], "inventory");
+        assert_eq!(failed.as_array().map(Vec::len), Some(1), "{failed}");
+        assert_eq!(failed[0]["rows"], 3000);
+    }
+}

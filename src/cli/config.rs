@@ -84,6 +84,7 @@ pub(super) fn load_options(load: &LoadArgs) -> LoadOptions {
         allow_older_target: load.allow_older_target,
         pg_restore_args,
         jobs: load.jobs,
+        trace: load.trace.clone(),
         verbose: false,
         spool_dir: load.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
     }

@@ -90,7 +90,7 @@ impl Kind for Restore {
             r.seconds
         );
         if let Some(c) = &r.restore {
-            if let Some(p) = &c.phases {
+            if let Some(p) = c.phases.as_ref().filter(|p| p.connections > 1) {
                 detail.push_str(&format!(
                     "; over {} connections: schema {:.1}s, data {:.1}s ({} rows, {} in {} chunks), \
                      indexes and constraints {:.1}s, foreign keys {:.1}s, the rest {:.1}s",
@@ -112,6 +112,18 @@ impl Kind for Restore {
                          (no `-- Data for Name:` or `-- Name: …; Type: INDEX` headers)",
                     );
                 }
+            }
+            for f in &c.failed_copies {
+                detail.push_str(&format!(
+                    "; the COPY of {}{} failed: its {} rows ({}) were not loaded, and only they",
+                    crate::text::escape(&f.table),
+                    f.database
+                        .as_deref()
+                        .map(|d| format!(" in database {}", crate::text::escape(d)))
+                        .unwrap_or_default(),
+                    f.rows,
+                    crate::format_bytes(f.bytes)
+                ));
             }
             if c.sql_errors > 0 {
                 detail.push_str(&format!(

@@ -1,0 +1,407 @@
+//! The loader of plain dumps: one pg_dump or pg_dumpall stream restored over N psql
+//! connections as it arrives, without a spool (`restore --jobs N`; N = 1 is the default).
+//!
+//! Three layers, each with one job:
+//! - `plan`: the **planner** turns the splitter's items into operations (pre-data as
+//!   barriers, COPY chunks and `--inserts` statements as data units, sequence values and
+//!   large objects in connection 1's lane, the post-data kept until the data is in). Pure.
+//! - `schedule`: the **post-data schedule**: which index, constraint or foreign key may
+//!   start when a connection is idle, by the lock rule. Pure.
+//! - `pool`: the **connections**: N psql processes, their writer and reader threads, and one
+//!   channel of events that only this loader reads; a COPY the server refuses loses its own
+//!   rows and nothing else.
+//!
+//! `Loader` (this file) carries the planner's operations out over the pool: a barrier waits
+//! for every other connection, a data unit goes to the least busy one (at most
+//! [`DEPTH`] queued on each: the backpressure), the post-data runs in its phases (indexes
+//! and non-FK constraints over the connections, largest table first; `INDEX ATTACH`
+//! serially; foreign keys over the connections; the rest serially in dump order). The phases
+//! clock and the `-v` lines are `phases::Clock`'s; [`trace`] records every unit for
+//! the simulator (`restore --trace`, `a9s-recover simulate`).
+//!
+//! Anything the planner does not recognise runs at its position on connection 1, with
+//! everything before it finished and nothing after it started. A meta-command other than
+//! `\connect`, `\restrict` and `\unrestrict`, a backslash inside a statement, a `\connect` it
+//! cannot read, or a transaction left open across items switches the rest of the stream to
+//! connection 1 alone, exactly as psql would run it.
+//!
+//! Memory: at most [`DEPTH`] + 1 chunks per connection, one chunk being cut, the longest
+//! COPY row or statement held once, and one database's post-data text.
+
+pub(crate) mod plan;
+mod pool;
+pub(crate) mod schedule;
+pub mod simulate;
+pub(crate) mod sql;
+pub mod trace;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::child::ChildSummary;
+use crate::error::Result;
+use crate::phases::Clock;
+use crate::split::Splitter;
+use plan::{Op, Planner, PostData, Scheduled, Unit};
+use pool::Pool;
+use schedule::Schedule;
+
+pub use pool::{Config, FailedCopy, DEPTH};
+
+/// The loader: a sink that splits the stream, plans it and runs it over the connections.
+pub(crate) struct Loader {
+    splitter: Splitter,
+    planner: Planner,
+    cfg: Arc<Config>,
+    token: String,
+    pool: Option<Pool>,
+    db: Option<String>,
+    clock: Clock,
+    summary: ChildSummary,
+    failed_copies: Vec<FailedCopy>,
+    /// Units went to connection 1 since the last data unit: data waits for them.
+    serial_pending: bool,
+    /// The connection the last data unit went to.
+    last_pick: usize,
+    trace: Option<trace::Recorder>,
+    ops: Vec<Op>,
+}
+
+impl Loader {
+    pub(crate) fn new(cfg: Config) -> Result<Self> {
+        let mut token = [0u8; 8];
+        let _ = openssl::rand::rand_bytes(&mut token);
+        let trace = cfg
+            .trace
+            .as_deref()
+            .map(trace::Recorder::create)
+            .transpose()?;
+        Ok(Loader {
+            splitter: Splitter::new(),
+            planner: Planner::new(cfg.conn.describe(), cfg.on_error_stop, cfg.jobs),
+            clock: Clock::new(cfg.verbose, cfg.jobs),
+            cfg: Arc::new(cfg),
+            token: format!("a9s-recover-unit-done-{}", crate::hex(&token)),
+            pool: None,
+            db: None,
+            summary: ChildSummary::default(),
+            failed_copies: Vec::new(),
+            serial_pending: false,
+            last_pick: 0,
+            trace,
+            ops: Vec::new(),
+        })
+    }
+
+    pub(crate) fn write(&mut self, data: &[u8]) -> Result<()> {
+        let mut items = Vec::new();
+        self.splitter.feed(data, &mut |i| items.push(i));
+        for item in items {
+            if let Some(pool) = &mut self.pool {
+                pool.poll()?;
+            }
+            self.planner.item(item, &mut self.ops)?;
+            self.run_ops()?;
+        }
+        Ok(())
+    }
+
+    /// The end of the stream: the last database's post-data, then every connection closed.
+    pub(crate) fn finish(mut self) -> Result<ChildSummary> {
+        let mut items = Vec::new();
+        self.splitter.finish(&mut |i| items.push(i));
+        for item in items {
+            self.planner.item(item, &mut self.ops)?;
+            self.run_ops()?;
+        }
+        self.planner.finish(&mut self.ops);
+        self.run_ops()?;
+        if let Some(t) = self.trace.take() {
+            t.finish()?;
+        }
+        let mut summary = std::mem::take(&mut self.summary);
+        summary.sql_errors += self.planner.refused.len() as u64;
+        for r in &self.planner.refused {
+            if summary.first_errors.len() < 5 {
+                summary.first_errors.push(r.clone());
+            }
+        }
+        summary.phases = Some(self.planner.phases.clone());
+        summary.failed_copies = std::mem::take(&mut self.failed_copies);
+        Ok(summary)
+    }
+
+    fn run_ops(&mut self) -> Result<()> {
+        let ops = std::mem::take(&mut self.ops);
+        for op in ops {
+            self.run(op)?;
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, op: Op) -> Result<()> {
+        if let Some(t) = &mut self.trace {
+            t.op(&op, self.db.as_deref());
+        }
+        match op {
+            Op::Data(u) => self.data(u),
+            Op::Lane(u) => {
+                self.pool()?;
+                self.send(0, u, "lane")
+            }
+            Op::Serial(u) => self.serial(u, "serial"),
+            Op::SerialCopy(u) => self.serial_copy(u),
+            Op::Raw { bytes, done } => self.pool()?.raw(bytes, done),
+            Op::Passthrough(state) => {
+                self.wait_all_idle()?;
+                let pool = self.pool()?;
+                let bytes = pool.settle_raw(&state, &state)?;
+                pool.raw(bytes.into(), false)
+            }
+            Op::DataEnd { pre } => {
+                if self.pool.is_some() {
+                    self.wait_all_idle()?;
+                }
+                let db = self.planner.describe_db();
+                self.clock.data_end(&mut self.planner.phases, pre, &db);
+                Ok(())
+            }
+            Op::Post(post) => self.post(post),
+            Op::Close => self.close(),
+            Op::Database(db) => {
+                self.db = Some(db);
+                Ok(())
+            }
+        }
+    }
+
+    fn pool(&mut self) -> Result<&mut Pool> {
+        if self.pool.is_none() {
+            let pool = Pool::open(self.cfg.clone(), &self.token, self.db.as_deref())?;
+            self.pool = Some(pool);
+        }
+        Ok(self.pool.as_mut().expect("just opened"))
+    }
+
+    /// Waits, reading the connections' events, until `ready` holds.
+    fn wait(&mut self, ready: impl Fn(&Pool) -> bool) -> Result<()> {
+        loop {
+            let pool = self.pool.as_mut().expect("open");
+            if ready(pool) {
+                return Ok(());
+            }
+            let t0 = Instant::now();
+            pool.next()?;
+            if let Some(t) = &mut self.trace {
+                t.blocked(t0.elapsed().as_secs_f64());
+                t.sync(pool);
+            }
+        }
+    }
+
+    fn wait_all_idle(&mut self) -> Result<()> {
+        self.pool()?;
+        self.wait(|p| (0..p.len()).all(|w| p.outstanding(w) == 0))?;
+        self.serial_pending = false;
+        Ok(())
+    }
+
+    fn send(&mut self, w: usize, unit: Unit, kind: &'static str) -> Result<()> {
+        self.clock.sending(w, &unit.text, unit.rows.as_deref());
+        let pool = self.pool.as_mut().expect("open");
+        if let Some(t) = &mut self.trace {
+            t.sent(kind, &unit, w, pool.counts(w).0 + 1);
+        }
+        pool.send(w, unit)
+    }
+
+    /// A barrier: every other connection idle, then the unit on connection 1.
+    fn serial(&mut self, unit: Unit, kind: &'static str) -> Result<()> {
+        self.pool()?;
+        self.wait(|p| (1..p.len()).all(|w| p.outstanding(w) == 0))?;
+        self.serial_pending = true;
+        self.send(0, unit, kind)
+    }
+
+    /// A barrier whose COPY rows follow as raw bytes, which cannot be sent again: nothing
+    /// that could fail and be replaced may be queued before them.
+    fn serial_copy(&mut self, unit: Unit) -> Result<()> {
+        self.pool()?;
+        self.wait(|p| (1..p.len()).all(|w| p.outstanding(w) == 0) && !p.guarded_inflight(0))?;
+        self.serial_pending = true;
+        let pool = self.pool.as_mut().expect("open");
+        let settle = pool.settle_raw(&unit.before, &unit.after)?;
+        pool.raw(settle.into(), false)?;
+        pool.raw(unit.text, false)
+    }
+
+    /// A data unit on whichever connection has the least queued.
+    fn data(&mut self, unit: Unit) -> Result<()> {
+        self.pool()?;
+        if self.serial_pending {
+            self.wait(|p| p.outstanding(0) == 0)?;
+            self.serial_pending = false;
+        }
+        let jobs = self.cfg.jobs.max(1) as usize;
+        self.pool()?.ensure(jobs)?;
+        self.clock.data_begins();
+        self.wait(|p| (0..p.len()).any(|w| p.outstanding(w) < DEPTH))?;
+        // The least queued; of equals, the next after the last one picked, so that the
+        // connections (and their psql processes) share the work even when the stream is
+        // slower than they are.
+        let pool = self.pool.as_ref().expect("open");
+        let n = pool.len();
+        let pick = (1..=n)
+            .map(|k| (self.last_pick + k) % n)
+            .min_by_key(|&w| pool.outstanding(w))
+            .unwrap_or(0);
+        self.last_pick = pick;
+        self.send(pick, unit, "data")
+    }
+
+    /// The post-data kept for the database, once its data is in.
+    fn post(&mut self, post: PostData) -> Result<()> {
+        if self.pool.is_none() && post.is_empty() {
+            return Ok(());
+        }
+        self.wait_all_idle()?;
+        let db = self.planner.describe_db();
+        self.clock.data_end(&mut self.planner.phases, false, &db);
+        if post.is_empty() {
+            return Ok(());
+        }
+        let t0 = Instant::now();
+        let (t1, t2) = if post.attach.is_empty() {
+            // One schedule: a foreign key starts as soon as nothing on its two tables is
+            // left to run before it (its referenced key included), while other indexes build.
+            let t1 = self.schedule(post.index, post.fk)?;
+            (t1, Instant::now())
+        } else {
+            // Partitioned indexes are attached in between: keys first, then the attaches,
+            // then the foreign keys that may reference them.
+            self.schedule(post.index, Vec::new())?;
+            for u in post.attach {
+                self.serial(u, "attach")?;
+            }
+            self.wait_all_idle()?;
+            let t1 = Instant::now();
+            self.schedule(post.fk, Vec::new())?;
+            (t1, Instant::now())
+        };
+        for u in post.rest {
+            self.serial(u, "rest")?;
+        }
+        self.wait_all_idle()?;
+        self.clock
+            .post_end(&mut self.planner.phases, &db, (t0, t1, t2));
+        Ok(())
+    }
+
+    /// `items` and then `after` (foreign keys) over the connections, one at a time on each,
+    /// by the schedule's rule. Returns when the last of `items` ended.
+    fn schedule(&mut self, items: Vec<Scheduled>, after: Vec<Scheduled>) -> Result<Instant> {
+        if items.is_empty() && after.is_empty() {
+            return Ok(Instant::now());
+        }
+        self.wait_all_idle()?;
+        let jobs = self.cfg.jobs.max(1) as usize;
+        self.pool()?.ensure(jobs)?;
+        let mut s = Schedule::default();
+        for (group, list) in [(0u8, items), (1, after)] {
+            for (locks, weight, unit) in list {
+                let kind = if group == 0 { "index" } else { "fk" };
+                s.push(group, locks.clone(), weight, (kind, locks, unit));
+            }
+        }
+        let mut on = vec![None; jobs];
+        let mut items_done = None;
+        loop {
+            if items_done.is_none() && s.done_through(0) {
+                items_done = Some(Instant::now());
+            }
+            if s.is_empty() {
+                break;
+            }
+            for (w, ticket) in on.iter_mut().enumerate() {
+                if ticket.is_some() || self.pool.as_ref().expect("open").outstanding(w) > 0 {
+                    continue;
+                }
+                let Some((t, (kind, locks, unit))) = s.next() else {
+                    break;
+                };
+                *ticket = Some(t);
+                if let Some(tr) = &mut self.trace {
+                    tr.locks(&locks);
+                }
+                self.send(w, unit, kind)?;
+            }
+            let pool = self.pool.as_mut().expect("open");
+            let t0 = Instant::now();
+            let next = pool.next()?;
+            if let Some(t) = &mut self.trace {
+                t.blocked(t0.elapsed().as_secs_f64());
+            }
+            if let Some(w) = next {
+                if pool.outstanding(w) == 0 {
+                    if let Some(t) = on[w].take() {
+                        s.finished(t);
+                    }
+                }
+            }
+            if let Some(t) = &mut self.trace {
+                t.sync(pool);
+            }
+        }
+        self.wait_all_idle()?;
+        Ok(items_done.unwrap_or_else(Instant::now))
+    }
+
+    /// The database's stream ended: its connections close.
+    fn close(&mut self) -> Result<()> {
+        if let Some(pool) = self.pool.take() {
+            let (s, failed) = pool.close()?;
+            self.summary.sql_errors += s.sql_errors;
+            for e in s.first_errors {
+                if self.summary.first_errors.len() < 5 {
+                    self.summary.first_errors.push(e);
+                }
+            }
+            for f in &failed {
+                self.clock.say(&format!(
+                    "the COPY of {} in {} failed: {} rows not loaded",
+                    f.table,
+                    f.database.as_deref().unwrap_or("the target"),
+                    f.rows
+                ));
+            }
+            self.failed_copies.extend(failed);
+        }
+        if let Some(t) = &mut self.trace {
+            t.closed();
+        }
+        self.clock.database_closed(&self.planner.phases);
+        self.serial_pending = false;
+        self.last_pick = 0;
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader")
+            .field("jobs", &self.cfg.jobs)
+            .field("db", &self.db)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        if let Some(p) = &mut self.pool {
+            p.kill();
+        }
+    }
+}
