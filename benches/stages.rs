@@ -101,6 +101,7 @@ fn stages(c: &mut Criterion) {
             for chunk in text.chunks(256 << 10) {
                 c.feed(chunk);
             }
+            c.finish();
             black_box(c.tables().len())
         })
     });

@@ -456,6 +456,7 @@ mod tests {
         assert_eq!(crate::dump::sniff(&all), crate::dump::DumpKind::PgDumpall);
         let mut c = crate::dump::CopyCounter::new();
         c.feed(&all);
+        c.finish();
         assert!(!c.in_copy(), "every COPY block is closed");
         assert!(c.tables()[0].rows > 10_000);
         assert_eq!(c.tables()[0].database.as_deref(), Some("bench"));

@@ -308,6 +308,12 @@ pub struct ChildSummary {
     /// The COPY chunks the server refused (their tables' rows not loaded), each named.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failed_copies: Vec<crate::phases::FailedCopy>,
+    /// The rows of each table and the databases, when the loader counted them from the items
+    /// it loaded (so that a plain dump is read once).
+    #[serde(skip)]
+    pub tables: Option<Vec<crate::dump::TableRows>>,
+    #[serde(skip)]
+    pub databases: Option<Vec<String>>,
 }
 
 /// The error of a child that could not be started.

@@ -299,31 +299,13 @@ pub struct TableRows {
     pub rows: u64,
 }
 
-/// Longest statement line we keep whole; longer non-COPY lines are skipped.
-const MAX_LINE: usize = 1 << 20;
-
-/// Streaming COPY row counter. Feed it the plain dump in any chunking.
+/// Streaming COPY row counter. Feed it the plain dump in any chunking: it reads the dump with
+/// the loader's own reader ([`crate::split::Splitter`]), so what it counts is what psql (and
+/// `restore --jobs`) load, never a `COPY` inside a string literal or a comment.
 #[derive(Debug, Default)]
 pub struct CopyCounter {
-    line: Vec<u8>,
-    line_overflow: bool,
-    in_copy: bool,
-    /// In COPY mode: bytes of the current data line seen so far (only the first 4 matter).
-    copy_line_len: usize,
-    copy_line_head: [u8; 3],
-    database: Option<String>,
-    tables: Vec<TableRows>,
-    /// Every `\connect` target, in order of first appearance.
-    databases: Vec<String>,
-    /// The dump has pg_dump's object headers (`-- Name: ...`, `-- Data for Name: ...`): from
-    /// the first one on, a COPY block is only one that follows a `-- Data for Name: ...;
-    /// Type: TABLE DATA` header, never a line inside a string literal that looks like one.
-    /// Text without any header (hand-made SQL) is read line by line as before.
-    strict: bool,
-    /// A TABLE DATA header was seen and its statement has not begun.
-    data_header: bool,
-    /// A COPY statement whose quoted name spans lines (a newline inside `"..."`).
-    pending: Option<Vec<u8>>,
+    splitter: crate::split::Splitter,
+    rows: RowCounter,
 }
 
 impl CopyCounter {
@@ -333,163 +315,109 @@ impl CopyCounter {
     }
 
     /// Counts the rows in `data`.
-    pub fn feed(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
-            if self.in_copy {
-                data = self.feed_copy(data);
-            } else {
-                match memchr::memchr(b'\n', data) {
-                    Some(i) => {
-                        self.push_line_bytes(&data[..i]);
-                        self.end_statement_line();
-                        data = &data[i + 1..];
-                    }
-                    None => {
-                        self.push_line_bytes(data);
-                        data = &[];
-                    }
-                }
-            }
-        }
+    pub fn feed(&mut self, data: &[u8]) {
+        let rows = &mut self.rows;
+        self.splitter.feed(data, &mut |item| rows.item(&item));
     }
 
-    fn push_line_bytes(&mut self, b: &[u8]) {
-        if self.line.len() + b.len() > MAX_LINE {
-            self.line_overflow = true;
-        } else if !self.line_overflow {
-            self.line.extend_from_slice(b);
-        }
-    }
-
-    fn end_statement_line(&mut self) {
-        if !self.line_overflow {
-            let line = std::mem::take(&mut self.line);
-            self.statement_line(&line);
-            self.line = line;
-        }
-        self.line.clear();
-        self.line_overflow = false;
-    }
-
-    fn statement_line(&mut self, line: &[u8]) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if let Some(mut stmt) = self.pending.take() {
-            stmt.push(b'\n');
-            stmt.extend_from_slice(line);
-            if stmt.len() <= MAX_LINE {
-                self.copy_statement(stmt);
-            }
-            return;
-        }
-        if line.starts_with(b"--") {
-            if line.starts_with(b"-- Data for Name: ") && contains(line, b"; Type: TABLE DATA") {
-                self.strict = true;
-                self.data_header = true;
-            } else if line.starts_with(b"-- Name: ") {
-                self.strict = true;
-                self.data_header = false;
-            }
-            return;
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            return;
-        }
-        let after_header = std::mem::take(&mut self.data_header);
-        if line.starts_with(b"COPY ") {
-            if after_header || !self.strict {
-                self.copy_statement(line.to_vec());
-            }
-        } else if let Some(rest) = line.strip_prefix(b"\\connect ") {
-            let db = parse_connect(&String::from_utf8_lossy(rest));
-            if let Some(d) = &db {
-                if !self.databases.contains(d) {
-                    self.databases.push(d.clone());
-                }
-            }
-            self.database = db;
-        }
-    }
-
-    /// `COPY name [(columns)] FROM stdin;`, possibly spanning lines inside a quoted name.
-    fn copy_statement(&mut self, stmt: Vec<u8>) {
-        let quotes = stmt.iter().filter(|&&b| b == b'"').count();
-        if quotes % 2 == 1 {
-            // A newline inside a quoted identifier: the statement goes on.
-            self.pending = Some(stmt);
-            return;
-        }
-        // `strip_suffix` on what follows the prefix: in `COPY FROM stdin;` the two share
-        // a space, and that line is no COPY header.
-        let Some(body) = stmt[5..].strip_suffix(b" FROM stdin;") else {
-            return;
-        };
-        let table = copy_table_name(body);
-        if table.is_empty() {
-            return;
-        }
-        self.tables.push(TableRows {
-            database: self.database.clone(),
-            table,
-            rows: 0,
-        });
-        self.in_copy = true;
-        self.copy_line_len = 0;
-    }
-
-    fn feed_copy<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
-        let mut start = 0;
-        for nl in memchr::memchr_iter(b'\n', data) {
-            let seg = &data[start..nl];
-            self.note_copy_bytes(seg);
-            // `\.`, or `\.` CR in a dump with CR LF line ends, as psql takes it.
-            let is_end = (self.copy_line_len == 2 && self.copy_line_head[..2] == *b"\\.")
-                || (self.copy_line_len == 3 && self.copy_line_head == *b"\\.\r");
-            self.copy_line_len = 0;
-            start = nl + 1;
-            if is_end {
-                self.in_copy = false;
-                return &data[start..];
-            }
-            if let Some(t) = self.tables.last_mut() {
-                t.rows += 1;
-            }
-        }
-        self.note_copy_bytes(&data[start..]);
-        &[]
-    }
-
-    fn note_copy_bytes(&mut self, seg: &[u8]) {
-        for &b in seg.iter().take(4usize.saturating_sub(self.copy_line_len)) {
-            if self.copy_line_len < 3 {
-                self.copy_line_head[self.copy_line_len] = b;
-            }
-            self.copy_line_len += 1;
-        }
-        if seg.len() > 4 {
-            self.copy_line_len = self.copy_line_len.max(4);
-        }
+    /// The end of the dump: the rows of a block still being cut are counted. Call it after
+    /// the last [`CopyCounter::feed`], before reading the counts.
+    pub fn finish(&mut self) {
+        // psql ends a COPY at the end of its input; a dump that does so was cut short.
+        let cut = self.rows.in_copy && self.splitter.in_copy();
+        let rows = &mut self.rows;
+        self.splitter.finish(&mut |item| rows.item(&item));
+        self.rows.in_copy = cut;
     }
 
     /// Whether the dump ended inside a COPY block (a truncated dump).
     pub fn in_copy(&self) -> bool {
-        self.in_copy
+        self.rows.in_copy
     }
 
     /// The tables in order of appearance.
     pub fn tables(&self) -> &[TableRows] {
-        &self.tables
+        &self.rows.tables
     }
 
     /// The `\connect` targets, in order of first appearance: the databases a pg_dumpall
     /// (or `pg_dump --create`) restores into. Empty for a dump of one database without them.
     pub fn databases(&self) -> &[String] {
-        &self.databases
+        &self.rows.databases
     }
 
     /// Takes the result: one entry per table, the rows of several COPY blocks into the same
     /// table summed (`pg_dump --load-via-partition-root` writes one per partition).
     pub fn into_tables(self) -> Vec<TableRows> {
+        merge_tables(self.rows.tables)
+    }
+}
+
+/// The rows of each table, from the splitter's items.
+#[derive(Debug, Default)]
+pub(crate) struct RowCounter {
+    in_copy: bool,
+    database: Option<String>,
+    tables: Vec<TableRows>,
+    databases: Vec<String>,
+    /// The dump has pg_dump's object headers: from the first one on, a COPY block is only one
+    /// inside a `TABLE DATA` item. Text without any header (hand-made SQL) counts every one.
+    strict: bool,
+    /// The current item is a `TABLE DATA` item.
+    data_item: bool,
+}
+
+impl RowCounter {
+    pub(crate) fn databases(&self) -> &[String] {
+        &self.databases
+    }
+
+    /// One entry per table, its COPY blocks summed.
+    pub(crate) fn into_tables(self) -> Vec<TableRows> {
         merge_tables(self.tables)
+    }
+
+    pub(crate) fn item(&mut self, item: &crate::split::Item) {
+        use crate::split::Item;
+        match item {
+            Item::Header(h) => {
+                self.strict = true;
+                self.data_item = h.data && h.kind == "TABLE DATA";
+            }
+            Item::Meta(line) => {
+                let connect = line
+                    .strip_prefix(b"\\connect ")
+                    .or_else(|| line.strip_prefix(b"\\c "));
+                if let Some(arg) = connect {
+                    let db = parse_connect(&String::from_utf8_lossy(arg));
+                    if let Some(d) = &db {
+                        if !self.databases.contains(d) {
+                            self.databases.push(d.clone());
+                        }
+                    }
+                    self.database = db;
+                }
+            }
+            Item::CopyStart {
+                table: Some(table), ..
+            } if self.data_item || !self.strict => {
+                self.tables.push(TableRows {
+                    database: self.database.clone(),
+                    table: table.clone(),
+                    rows: 0,
+                });
+                self.in_copy = true;
+            }
+            Item::CopyStart { .. } => {}
+            Item::CopyData(rows) if self.in_copy => {
+                if let Some(t) = self.tables.last_mut() {
+                    t.rows += memchr::memchr_iter(b'\n', rows).count() as u64;
+                }
+            }
+            Item::CopyData(_) => {}
+            Item::CopyEnd { .. } => self.in_copy = false,
+            Item::Statement { .. } => {}
+        }
     }
 }
 
@@ -508,25 +436,6 @@ pub fn merge_tables(tables: Vec<TableRows>) -> Vec<TableRows> {
         }
     }
     out
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(hay, needle).is_some()
-}
-
-fn copy_table_name(body: &[u8]) -> String {
-    // `schema.table (col, ...)`, `schema.table`, or `schema.table ` (a table without columns:
-    // pg_dump writes `COPY t  FROM stdin;`); names may be double-quoted and contain spaces,
-    // parentheses or newlines, so the name ends at the first space outside quotes.
-    let mut in_quotes = false;
-    for (i, &b) in body.iter().enumerate() {
-        match b {
-            b'"' => in_quotes = !in_quotes,
-            b' ' if !in_quotes => return String::from_utf8_lossy(&body[..i]).into_owned(),
-            _ => {}
-        }
-    }
-    String::from_utf8_lossy(body).into_owned()
 }
 
 /// The database of a `\connect` argument that names nothing else: `db`, `"My DB"`, or
@@ -674,6 +583,7 @@ COPY public.orders FROM stdin;\nx\n\\.x\n\\.\nSELECT 1;\n";
             for ch in DUMP.as_bytes().chunks(step) {
                 c.feed(ch);
             }
+            c.finish();
             assert!(!c.in_copy());
             let t = c.tables();
             assert_eq!(t.len(), 3, "step {step}");
@@ -694,11 +604,13 @@ COPY public.orders FROM stdin;\nx\n\\.x\n\\.\nSELECT 1;\n";
         let crlf = DUMP.replace('\n', "\r\n");
         let mut plain = CopyCounter::new();
         plain.feed(DUMP.as_bytes());
+        plain.finish();
         for step in [1, 2, 3, 4, 5, 1000] {
             let mut c = CopyCounter::new();
             for ch in crlf.as_bytes().chunks(step) {
                 c.feed(ch);
             }
+            c.finish();
             assert!(!c.in_copy(), "step {step}");
             assert_eq!(c.tables(), plain.tables(), "step {step}");
             assert_eq!(c.databases(), plain.databases(), "step {step}");
@@ -754,6 +666,7 @@ COPY public.orders FROM stdin;\nx\n\\.x\n\\.\nSELECT 1;\n";
     fn regression_copy_without_table_does_not_underflow() {
         let mut c = CopyCounter::new();
         c.feed(b"COPY FROM stdin;\n1\n");
+        c.finish();
         assert!(c.tables().is_empty());
         assert!(!c.in_copy());
     }
@@ -783,6 +696,7 @@ COPY public.staging (a, b) FROM stdin;\n1\ta\n2\tb\n\\.\n";
             for ch in PGDUMP15.as_bytes().chunks(step) {
                 c.feed(ch);
             }
+            c.finish();
             assert!(!c.in_copy(), "step {step}");
             let t = c.into_tables();
             let got: Vec<(&str, u64)> = t.iter().map(|t| (t.table.as_str(), t.rows)).collect();
@@ -803,6 +717,7 @@ COPY public.staging (a, b) FROM stdin;\n1\ta\n2\tb\n\\.\n";
     fn databases_are_the_connect_targets() {
         let mut c = CopyCounter::new();
         c.feed(DUMP.as_bytes());
+        c.finish();
         assert_eq!(c.databases(), ["template1", "my 'db", "shop"]);
     }
 
@@ -810,6 +725,7 @@ COPY public.staging (a, b) FROM stdin;\n1\ta\n2\tb\n\\.\n";
     fn truncated_copy_is_visible() {
         let mut c = CopyCounter::new();
         c.feed(b"COPY public.t (a) FROM stdin;\n1\n2\n");
+        c.finish();
         assert!(c.in_copy());
         assert_eq!(c.tables()[0].rows, 2);
     }

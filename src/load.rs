@@ -68,6 +68,8 @@ pub(crate) struct Loader {
     last_pick: usize,
     trace: Option<trace::Recorder>,
     ops: Vec<Op>,
+    /// The rows of each table, from the same items: the dump is read once.
+    rows: crate::dump::RowCounter,
 }
 
 impl Loader {
@@ -93,6 +95,7 @@ impl Loader {
             last_pick: 0,
             trace,
             ops: Vec::new(),
+            rows: Default::default(),
         })
     }
 
@@ -103,6 +106,7 @@ impl Loader {
             if let Some(pool) = &mut self.pool {
                 pool.poll()?;
             }
+            self.rows.item(&item);
             self.planner.item(item, &mut self.ops)?;
             self.run_ops()?;
         }
@@ -114,6 +118,7 @@ impl Loader {
         let mut items = Vec::new();
         self.splitter.finish(&mut |i| items.push(i));
         for item in items {
+            self.rows.item(&item);
             self.planner.item(item, &mut self.ops)?;
             self.run_ops()?;
         }
@@ -131,6 +136,9 @@ impl Loader {
         }
         summary.phases = Some(self.planner.phases.clone());
         summary.failed_copies = std::mem::take(&mut self.failed_copies);
+        let rows = std::mem::take(&mut self.rows);
+        summary.databases = Some(rows.databases().to_vec());
+        summary.tables = Some(rows.into_tables());
         Ok(summary)
     }
 

@@ -1246,6 +1246,9 @@ fn sink_stage(
     let mut kind: Option<DumpKind> = None;
     let mut counter: Option<CopyCounter> = None;
     let mut bytes = 0u64;
+    // The loader counts the rows of the items it loads: one reader of the dump, not two.
+    let want_rows = count_rows;
+    let count_rows = count_rows && !sink.counts_rows();
     let decide = |head: &[u8]| {
         let k = dump::sniff(head);
         let c = (count_rows && k.is_plain()).then(|| {
@@ -1291,6 +1294,9 @@ fn sink_stage(
             k
         }
     };
+    if let Some(c) = &mut counter {
+        c.finish();
+    }
     let sha256 = sha.map(|h| crate::hex(&h.finalize()));
     if let (Some(actual), Some(expected)) = (
         &sha256,
@@ -1306,7 +1312,11 @@ fn sink_stage(
             });
         }
     }
-    let child = sink.commit()?;
+    let mut child = sink.commit()?;
+    let counted = child
+        .as_mut()
+        .map(|c| (c.databases.take(), c.tables.take()));
+    let (loader_dbs, loader_tables) = counted.filter(|_| want_rows).unwrap_or_default();
     Ok(SinkOut {
         busy: busy.seconds(),
         child,
@@ -1314,8 +1324,11 @@ fn sink_stage(
         sha256,
         kind,
         origin: dump::origin(&head),
-        databases: counter.as_ref().map(|c| c.databases().to_vec()),
-        tables: counter.map(CopyCounter::into_tables),
+        databases: counter
+            .as_ref()
+            .map(|c| c.databases().to_vec())
+            .or(loader_dbs),
+        tables: counter.map(CopyCounter::into_tables).or(loader_tables),
     })
 }
 

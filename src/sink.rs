@@ -230,6 +230,11 @@ pub(crate) enum Sink {
 }
 
 impl Sink {
+    /// Whether the sink counts the rows of a plain dump itself (the loader reads every item).
+    pub(crate) fn counts_rows(&self) -> bool {
+        matches!(self, Sink::Parallel(_))
+    }
+
     pub(crate) fn write(&mut self, data: &[u8]) -> Result<()> {
         match self {
             Sink::Stdout(f) => f.write_all(data).map_err(|e| {

@@ -209,6 +209,11 @@ impl Splitter {
         }
     }
 
+    /// Whether it is inside a COPY block's rows now.
+    pub fn in_copy(&self) -> bool {
+        self.copy
+    }
+
     /// The end of the input: what psql does at end of file. An unfinished COPY ends; an
     /// unfinished statement is still sent (psql sends what its buffer holds).
     pub fn finish(&mut self, out: &mut impl FnMut(Item)) {

@@ -11,11 +11,13 @@ fuzz_target!(|data: &[u8]| {
     let _ = dump::origin(data);
     let mut whole = CopyCounter::new();
     whole.feed(data);
+    whole.finish();
     let step = data.first().map(|b| *b as usize % 13 + 1).unwrap_or(1);
     let mut chunked = CopyCounter::new();
     for c in data.chunks(step) {
         chunked.feed(c);
     }
+    chunked.finish();
     assert_eq!(whole.tables(), chunked.tables());
     assert_eq!(whole.in_copy(), chunked.in_copy());
     assert_eq!(whole.databases(), chunked.databases());
