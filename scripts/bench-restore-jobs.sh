@@ -158,6 +158,8 @@ fresh
   --trace "$WORK/trace.jsonl" > /dev/null
 CORES=$(nproc)
 "$BIN" simulate --trace "$WORK/trace.jsonl" --cores "$CORES" --max-connections 16 --json > "$WORK/sim.json"
+# BENCH_KEEP=DIR keeps the trace and the measured times, to replay them with other models.
+if [ -n "${BENCH_KEEP:-}" ]; then mkdir -p "$BENCH_KEEP"; cp "$WORK"/trace.jsonl "$WORK"/*.t "$BENCH_KEEP"/; fi
 printf '\n| connections | measured median s | predicted s (%s cores) |\n|---:|---:|---:|\n' "$CORES"
 python3 - "$WORK" <<'PY'
 import json, sys, statistics

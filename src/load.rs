@@ -321,7 +321,7 @@ impl Loader {
         for (group, list) in [(0u8, items), (1, after)] {
             for (locks, weight, unit) in list {
                 let kind = if group == 0 { "index" } else { "fk" };
-                s.push(group, locks.clone(), weight, (kind, locks, unit));
+                s.push(group, locks.clone(), weight, (kind, locks, weight, unit));
             }
         }
         let mut on = vec![None; jobs];
@@ -337,12 +337,12 @@ impl Loader {
                 if ticket.is_some() || self.pool.as_ref().expect("open").outstanding(w) > 0 {
                     continue;
                 }
-                let Some((t, (kind, locks, unit))) = s.next() else {
+                let Some((t, (kind, locks, weight, unit))) = s.next() else {
                     break;
                 };
                 *ticket = Some(t);
                 if let Some(tr) = &mut self.trace {
-                    tr.locks(&locks);
+                    tr.locks(&locks, weight);
                 }
                 self.send(w, unit, kind)?;
             }

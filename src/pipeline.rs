@@ -1316,7 +1316,10 @@ fn sink_stage(
     let counted = child
         .as_mut()
         .map(|c| (c.databases.take(), c.tables.take()));
-    let (loader_dbs, loader_tables) = counted.filter(|_| want_rows).unwrap_or_default();
+    // Counted only for what pg_dump or pg_dumpall wrote, as the counter above.
+    let (loader_dbs, loader_tables) = counted
+        .filter(|_| want_rows && kind.is_plain())
+        .unwrap_or_default();
     Ok(SinkOut {
         busy: busy.seconds(),
         child,

@@ -88,7 +88,7 @@ pub(crate) struct Recorder {
     /// The stream time of the operation being carried out.
     ready: f64,
     db: Option<String>,
-    locks: Option<Locks>,
+    locks: Option<(Locks, u64)>,
     /// Units sent and not yet finished, per connection: (its number in that connection's
     /// count, the line).
     pending: Vec<VecDeque<(u64, Line)>>,
@@ -168,15 +168,16 @@ impl Recorder {
         self.write(&line);
     }
 
-    /// The locks of the post-data item sent next.
-    pub(crate) fn locks(&mut self, locks: &Locks) {
-        self.locks = Some(locks.clone());
+    /// The locks and weight of the post-data item sent next.
+    pub(crate) fn locks(&mut self, locks: &Locks, weight: u64) {
+        self.locks = Some((locks.clone(), weight));
     }
 
     /// `unit` was sent to connection `w` as that connection's `k`-th unit.
     pub(crate) fn sent(&mut self, kind: &str, unit: &Unit, w: usize, k: u64) {
         let rows = unit.rows.as_deref().unwrap_or_default();
-        let (tables, shared, all) = match self.locks.take() {
+        let (locks, weight) = self.locks.take().unzip();
+        let (tables, shared, all) = match locks {
             Some(Locks::Tables { tables, shared }) => (tables, shared, false),
             Some(Locks::All) => (Vec::new(), false, true),
             None => (Vec::new(), false, false),
@@ -194,6 +195,7 @@ impl Recorder {
             tables,
             shared,
             all,
+            weight: weight.unwrap_or(0),
             ..Line::default()
         };
         while self.pending.len() <= w {
