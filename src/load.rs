@@ -12,21 +12,16 @@
 //!   rows and nothing else.
 //!
 //! `Loader` (this file) carries the planner's operations out over the pool: a barrier waits
-//! for every other connection, a data unit goes to the least busy one (at most
-//! [`DEPTH`] queued on each: the backpressure), the post-data runs in its phases (indexes
-//! and non-FK constraints over the connections, largest table first; `INDEX ATTACH`
-//! serially; foreign keys over the connections; the rest serially in dump order). The phases
-//! clock and the `-v` lines are `phases::Clock`'s; [`trace`] records every unit for
-//! the simulator (`restore --trace`, `a9s-recover simulate`).
+//! for every other connection, a data unit goes to the least busy one (at most [`DEPTH`]
+//! queued on each: the backpressure), the post-data runs in its phases. What runs where, and
+//! what falls back to one connection, is the operator's to know and is said once, in
+//! docs/guide.md ("`--jobs N` for plain dumps"). The phases clock and the `-v` lines are
+//! `phases::Clock`'s; [`trace`] records every unit for the simulator (`restore --trace`,
+//! `a9s-recover simulate`).
 //!
-//! Anything the planner does not recognise runs at its position on connection 1, with
-//! everything before it finished and nothing after it started. A meta-command other than
-//! `\connect`, `\restrict` and `\unrestrict`, a backslash inside a statement, a `\connect` it
-//! cannot read, or a transaction left open across items switches the rest of the stream to
-//! connection 1 alone, exactly as psql would run it.
-//!
-//! Memory: at most [`DEPTH`] + 1 chunks per connection, one chunk being cut, the longest
-//! COPY row or statement held once, and one database's post-data text.
+//! Memory: at most [`DEPTH`] + 1 chunks per connection (each kept until psql reports it done,
+//! so that it can be sent again), one chunk being cut, the longest COPY row or statement
+//! held once, and one database's post-data text.
 
 pub(crate) mod plan;
 mod pool;

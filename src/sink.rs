@@ -6,10 +6,9 @@
 //! uncommitted file sink removes the partial file, so a failed or interrupted recovery never
 //! leaves something that looks complete.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -150,19 +149,7 @@ impl Output {
             }
             Output::File { path, force } => {
                 self.preflight()?;
-                if path_kind(path).ok() == Some(PathKind::Stream) {
-                    // A FIFO's reader or a device gets the bytes as they come.
-                    return OpenOptions::new()
-                        .write(true)
-                        .custom_flags(libc::O_NOFOLLOW)
-                        .open(path)
-                        .map(Sink::Stdout)
-                        .map_err(|e| Error::Output {
-                            what: path.display().to_string(),
-                            source: e,
-                        });
-                }
-                AtomicFile::create(path, *force).map(Sink::File)
+                file::open(path, *force)
             }
             Output::Discard => Ok(Sink::Discard),
             Output::Null => {

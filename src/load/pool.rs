@@ -365,6 +365,26 @@ impl Pool {
             .flatten()
             .collect();
         self.merge(summary);
+        self.record_failed(&failed);
+        self.conns[w] = self.start(w)?;
+        for unit in rest {
+            let job = self.job(w, &unit);
+            let c = &mut self.conns[w];
+            c.sent += 1;
+            c.inflight.push_back(Some(unit));
+            if c.tx.as_ref().is_none_or(|tx| tx.send(job).is_err()) {
+                let (status, summary) = self.conns[w].child.wait();
+                let status = status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|e| e.to_string());
+                return Err(self.fail(w, "it exited as it started", status, &summary));
+            }
+        }
+        Ok(())
+    }
+
+    /// A refused COPY chunk: its table's rows not loaded, one entry a table.
+    fn record_failed(&mut self, failed: &Unit) {
         let rows = failed.rows.as_deref().unwrap_or_default();
         let table = failed.table.clone().unwrap_or_default();
         let (n, bytes) = (
@@ -384,21 +404,6 @@ impl Pool {
                 bytes,
             }),
         }
-        self.conns[w] = self.start(w)?;
-        for unit in rest {
-            let job = self.job(w, &unit);
-            let c = &mut self.conns[w];
-            c.sent += 1;
-            c.inflight.push_back(Some(unit));
-            if c.tx.as_ref().is_none_or(|tx| tx.send(job).is_err()) {
-                let (status, summary) = self.conns[w].child.wait();
-                let status = status
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|e| e.to_string());
-                return Err(self.fail(w, "it exited as it started", status, &summary));
-            }
-        }
-        Ok(())
     }
 
     fn merge(&mut self, s: ChildSummary) {

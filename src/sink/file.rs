@@ -50,6 +50,23 @@ pub(super) fn refused(path: &Path, why: &'static str) -> Error {
     }
 }
 
+/// Opens `-o PATH` (already checked by the preflight): a FIFO's reader or a device gets the
+/// bytes as they come; anything else is written atomically.
+pub(super) fn open(path: &Path, force: bool) -> Result<super::Sink> {
+    if path_kind(path).ok() == Some(PathKind::Stream) {
+        return OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map(super::Sink::Stdout)
+            .map_err(|e| Error::Output {
+                what: path.display().to_string(),
+                source: e,
+            });
+    }
+    AtomicFile::create(path, force).map(super::Sink::File)
+}
+
 /// `FILE.partial`, renamed to `FILE` on commit, removed on drop otherwise.
 #[derive(Debug)]
 pub(crate) struct AtomicFile {
