@@ -233,6 +233,22 @@ pub fn format_of(kind: DumpKind) -> DumpFormat {
 }
 
 /// Checks the backup and resolves the plan. Nothing is changed anywhere.
+/// Whether `--trace FILE` can be written: created (or truncated) now, never through a link.
+fn check_trace(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map(drop)
+        .map_err(|e| Error::Output {
+            what: format!("--trace {}", path.display()),
+            source: e,
+        })
+}
+
 pub async fn prepare_restore(
     source: Arc<dyn Source>,
     req: &Request,
@@ -282,6 +298,18 @@ pub async fn prepare_restore(
                 ignored.join(" "),
                 dump_kind.describe()
             ));
+        }
+    }
+    if let Some(t) = &opts.load.trace {
+        if format == DumpFormat::Sql {
+            // Before any stage runs: a trace that cannot be written would fail the stream
+            // after the destructive stages.
+            check_trace(t)?;
+        } else {
+            backup.notices.push(
+                "--trace records the load of plain dumps; this one goes to pg_restore, so nothing is traced"
+                    .into(),
+            );
         }
     }
     let what = match origin.describe() {

@@ -884,3 +884,81 @@ fn a_failed_copy_loses_only_its_own_rows_at_every_n() {
         assert_eq!(failed[0]["rows"], 3000);
     }
 }
+
+/// `restore --trace FILE` then `simulate`: the trace of a real run replays, and at one
+/// connection the prediction is the sum of its units (and the waits for the stream). A trace that cannot be written is
+/// refused before any stage runs.
+#[test]
+fn a_trace_of_a_restore_replays_in_the_simulator() {
+    let Some(src) = Cluster::start() else { return };
+    src.sql("postgres", "CREATE DATABASE k");
+    src.sql("k", KEYWORD);
+    let dump = src.tool("pg_dump", &["-d", &src.dsn("k")]);
+    drop(src);
+    let bucket = backup_of(&dump);
+    let Some(c) = target(Some("k")) else { return };
+    let out = restore(
+        bucket.path(),
+        &c,
+        "k",
+        &["--trace", "/nonexistent/dir/t.jsonl"],
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("--trace /nonexistent/dir/t.jsonl"), "{err}");
+    assert!(!err.contains("stage 1/"), "refused before any stage: {err}");
+    let work = tempfile::tempdir().unwrap();
+    let trace = work.path().join("t.jsonl");
+    let t = trace.to_str().unwrap();
+    let out = restore(bucket.path(), &c, "k", &["--jobs", "2", "--trace", t]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ops: Vec<&str> = lines.iter().map(|l| l["op"].as_str().unwrap()).collect();
+    for op in ["serial", "data", "post", "index", "close"] {
+        assert!(ops.contains(&op), "{op} in {ops:?}");
+    }
+    let data = lines.iter().find(|l| l["op"] == "data").unwrap();
+    assert_eq!(data["table"], "public.t");
+    assert_eq!(data["rows"], 10);
+    let units: f64 = lines
+        .iter()
+        .filter(|l| !matches!(l["op"].as_str(), Some("post" | "data_end" | "close")))
+        .map(|l| l["end"].as_f64().unwrap() - l["start"].as_f64().unwrap())
+        .sum();
+    let sim = bin()
+        .args(["simulate", "--trace", t, "--cores", "2", "--json"])
+        .run();
+    assert!(sim.status.success(), "{}", stderr(&sim));
+    let v: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
+    let predicted = v["predicted"].as_array().unwrap();
+    assert_eq!(predicted.len(), 16);
+    let one = predicted[0]["seconds"].as_f64().unwrap();
+    // The units one after the other, and the waits for the stream where it was slower.
+    let wall = lines
+        .iter()
+        .map(|l| l["end"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!(
+        one >= units - 1e-6 && one <= wall + 1e-6,
+        "{one}: the sum {units}, the run {wall}"
+    );
+    assert!(predicted
+        .iter()
+        .all(|p| p["seconds"].as_f64().unwrap() <= one + 1e-6));
+    // Not a trace: said plainly.
+    let bad = work.path().join("bad.jsonl");
+    std::fs::write(&bad, "not json\n").unwrap();
+    let sim = bin()
+        .args(["simulate", "--trace", bad.to_str().unwrap()])
+        .run();
+    assert!(!sim.status.success());
+    assert!(
+        stderr(&sim).contains("not a line of a trace"),
+        "{}",
+        stderr(&sim)
+    );
+}

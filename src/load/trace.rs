@@ -99,10 +99,17 @@ pub(crate) struct Recorder {
 
 impl Recorder {
     pub(crate) fn create(path: &Path) -> Result<Recorder> {
-        let file = File::create(path).map_err(|e| Error::Output {
-            what: path.display().to_string(),
-            source: e,
-        })?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| Error::Output {
+                what: path.display().to_string(),
+                source: e,
+            })?;
         Ok(Recorder {
             path: path.to_path_buf(),
             out: BufWriter::new(file),
@@ -288,5 +295,11 @@ pub fn read(path: &Path) -> Result<Vec<Line>> {
         lines.push(line);
     }
     lines.sort_by_key(|l| l.seq);
+    if !lines.iter().any(Line::is_unit) {
+        return Err(Error::Config(format!(
+            "{}: the trace holds no unit of work: was it written by restore --trace of a plain dump?",
+            path.display()
+        )));
+    }
     Ok(lines)
 }
