@@ -233,20 +233,33 @@ pub fn format_of(kind: DumpKind) -> DumpFormat {
 }
 
 /// Checks the backup and resolves the plan. Nothing is changed anywhere.
-/// Whether `--trace FILE` can be written: created (or truncated) now, never through a link.
+/// Whether `--trace FILE` can be written, without writing it (a dry run changes nothing): a
+/// regular file or nothing at that path, in a directory we may write to.
 fn check_trace(path: &std::path::Path) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map(drop)
-        .map_err(|e| Error::Output {
-            what: format!("--trace {}", path.display()),
-            source: e,
-        })
+    let refuse = |why: &str| Error::Output {
+        what: format!("--trace {}", path.display()),
+        source: std::io::Error::other(why.to_string()),
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(md) if !md.file_type().is_file() => {
+            return Err(refuse(
+                "is not a regular file (a link, a directory?); give another path",
+            ))
+        }
+        Ok(_) | Err(_) => {}
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    rustix::fs::access(
+        dir,
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+    )
+    .map_err(|e| Error::Output {
+        what: format!("--trace {}", path.display()),
+        source: e.into(),
+    })
 }
 
 pub async fn prepare_restore(

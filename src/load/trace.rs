@@ -276,9 +276,11 @@ impl Recorder {
 
 /// Reads a trace: its lines in the order the loader took them.
 pub fn read(path: &Path) -> Result<Vec<Line>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Output {
-        what: path.display().to_string(),
-        source: e,
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::Config(format!(
+            "cannot read the trace {}: {e}; make one with restore --trace FILE",
+            path.display()
+        ))
     })?;
     let mut lines = Vec::new();
     for (i, l) in text.lines().enumerate() {
