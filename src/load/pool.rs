@@ -349,7 +349,8 @@ impl Pool {
             && c.inflight.iter().skip(1).all(Option::is_some);
         if !refused_copy {
             let what = match &status {
-                Ok(s) if s.code() == Some(3) || s.success() => "it stopped at an error".to_string(),
+                Ok(s) if s.code() == Some(3) => "it stopped at an error".to_string(),
+                Ok(s) if s.success() => "it exited".to_string(),
                 Ok(s) => format!("it exited ({s})"),
                 Err(e) => e.to_string(),
             };
