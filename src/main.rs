@@ -40,13 +40,22 @@ fn main() -> ExitCode {
     };
     // A file size limit (`ulimit -f`) must fail the write, not kill us by SIGXFSZ before the
     // partial output file is removed: with a handler installed, write() returns EFBIG.
-    runtime.block_on(async {
+    // Ctrl-C and SIGTERM are ours before anything is printed: registered here, not in the
+    // task that waits for them, which may first run after the secret prompt is on screen (a
+    // Ctrl-C at it then killed us by the default action, under load).
+    let signals = runtime.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
         const SIGXFSZ: i32 = 25;
         let _ = signal(SignalKind::from_raw(SIGXFSZ));
+        (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        )
     });
     let shutdown = Shutdown::new();
-    runtime.spawn(watch_signals(shutdown.clone()));
+    if let (Ok(int), Ok(term)) = signals {
+        runtime.spawn(watch_signals(shutdown.clone(), int, term));
+    }
     let result = runtime.block_on(cli::run(args, shutdown));
     runtime.shutdown_timeout(Duration::from_secs(2));
     match result {
@@ -79,14 +88,11 @@ fn exit_for(e: anyhow::Error) -> ExitCode {
     }
 }
 
-async fn watch_signals(shutdown: Shutdown) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return;
-    };
+async fn watch_signals(
+    shutdown: Shutdown,
+    mut int: tokio::signal::unix::Signal,
+    mut term: tokio::signal::unix::Signal,
+) {
     tokio::select! {
         _ = int.recv() => shutdown.trigger("Ctrl-C"),
         _ = term.recv() => shutdown.trigger("SIGTERM"),
