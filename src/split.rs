@@ -652,23 +652,63 @@ fn copy_from_stdin(text: &[u8]) -> Option<Option<String>> {
     Some(pg_dump_copy_table(text))
 }
 
+/// The table of pg_dump's own `COPY name [(columns)] FROM stdin;`, as the statement spells
+/// it, found by the one parser of qualified names ([`parse_qualified`]).
 fn pg_dump_copy_table(text: &[u8]) -> Option<String> {
     let body = text.strip_prefix(b"COPY ")?;
     let body = body.strip_suffix(b" FROM stdin;\n")?;
-    let mut quoted = false;
-    let mut end = body.len();
-    for (i, &b) in body.iter().enumerate() {
-        match b {
-            b'"' => quoted = !quoted,
-            b' ' | b'(' if !quoted => {
-                end = i;
-                break;
+    // Lossy, as before: a dump in LATIN1 names its tables in LATIN1.
+    let body = String::from_utf8_lossy(body);
+    let (_, rest) = parse_qualified(&body)?;
+    let name = &body[..body.len() - rest.len()];
+    // What follows is the column list, or nothing (a table without columns).
+    let rest = rest.trim_start();
+    (rest.is_empty() || rest.starts_with('(')).then(|| name.to_string())
+}
+
+/// A possibly schema-qualified, possibly quoted name at the start of `s`, in one spelling
+/// (`"schema"."table"` with unquoted parts folded to lower case), and what follows it.
+pub(crate) fn parse_qualified(s: &str) -> Option<(String, &str)> {
+    let mut out = String::new();
+    let mut rest = s.trim_start();
+    loop {
+        let (part, after) = parse_ident(rest)?;
+        out.push('"');
+        out.push_str(&part.replace('"', "\"\""));
+        out.push('"');
+        match after.strip_prefix('.') {
+            Some(next) => {
+                out.push('.');
+                rest = next;
             }
-            _ => {}
+            None => return Some((out, after)),
         }
     }
-    let name = &body[..end];
-    (!name.is_empty()).then(|| String::from_utf8_lossy(name).into_owned())
+}
+
+fn parse_ident(s: &str) -> Option<(String, &str)> {
+    if let Some(q) = s.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = q.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            if c == '"' {
+                if chars.peek().map(|&(_, c)| c) == Some('"') {
+                    name.push('"');
+                    chars.next();
+                } else {
+                    return Some((name, &q[i + 1..]));
+                }
+            } else {
+                name.push(c);
+            }
+        }
+        return None;
+    }
+    let end = s
+        .char_indices()
+        .find(|&(_, c)| !(c.is_alphanumeric() || c == '_' || c == '$'))
+        .map_or(s.len(), |(i, _)| i);
+    (end > 0).then(|| (s[..end].to_lowercase(), &s[end..]))
 }
 
 /// `-- Name: X; Type: T; Schema: S; Owner: O` or `-- Data for Name: …`. The name may itself

@@ -2,7 +2,7 @@
 //! the phase and locks of a post-data item, from its header's object type checked against
 //! its statement. Pure functions of bytes.
 
-use crate::split::ObjectKind;
+use crate::split::{parse_qualified, ObjectKind};
 
 /// Which tables a post-data item locks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,51 +176,6 @@ fn alter_table(s: &str) -> Option<(String, &str)> {
         .trim_start()
         .starts_with("ADD CONSTRAINT ")
         .then_some((t, after))
-}
-
-/// A possibly schema-qualified, possibly quoted name at the start of `s`, in one spelling
-/// (`"schema"."table"` with unquoted parts folded to lower case), and what follows it.
-fn parse_qualified(s: &str) -> Option<(String, &str)> {
-    let mut out = String::new();
-    let mut rest = s.trim_start();
-    loop {
-        let (part, after) = parse_ident(rest)?;
-        out.push('"');
-        out.push_str(&part.replace('"', "\"\""));
-        out.push('"');
-        match after.strip_prefix('.') {
-            Some(next) => {
-                out.push('.');
-                rest = next;
-            }
-            None => return Some((out, after)),
-        }
-    }
-}
-
-fn parse_ident(s: &str) -> Option<(String, &str)> {
-    if let Some(q) = s.strip_prefix('"') {
-        let mut name = String::new();
-        let mut chars = q.char_indices().peekable();
-        while let Some((i, c)) = chars.next() {
-            if c == '"' {
-                if chars.peek().map(|&(_, c)| c) == Some('"') {
-                    name.push('"');
-                    chars.next();
-                } else {
-                    return Some((name, &q[i + 1..]));
-                }
-            } else {
-                name.push(c);
-            }
-        }
-        return None;
-    }
-    let end = s
-        .char_indices()
-        .find(|&(_, c)| !(c.is_alphanumeric() || c == '_' || c == '$'))
-        .map_or(s.len(), |(i, _)| i);
-    (end > 0).then(|| (s[..end].to_lowercase(), &s[end..]))
 }
 
 /// The COPY statement's table in the spelling [`parse_qualified`] gives.
