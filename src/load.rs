@@ -243,7 +243,14 @@ impl Loader {
 
     /// A data unit on whichever connection has the least queued.
     fn data(&mut self, unit: Unit) -> Result<()> {
-        self.pool()?;
+        let pool = self.pool()?;
+        // The rest of a table whose COPY was refused: not sent, counted as lost. As under
+        // `psql -f`, where one refused COPY loses the whole table, and without a new
+        // connection to the server for each of a large table's chunks.
+        if unit.table.as_deref().is_some_and(|t| pool.refused(t)) {
+            pool.record_failed(&unit);
+            return Ok(());
+        }
         if self.serial_pending {
             self.wait(|p| p.outstanding(0) == 0)?;
             self.serial_pending = false;

@@ -962,3 +962,40 @@ fn a_trace_of_a_restore_replays_in_the_simulator() {
         stderr(&sim)
     );
 }
+
+/// A refused table of several chunks: its first chunk is refused by the server, the others
+/// are not sent (no new connection for each), and every row of it is reported lost.
+#[test]
+fn the_chunks_after_a_refused_one_of_the_same_table_are_not_sent() {
+    let mut dump = String::from(
+        "--\n-- PostgreSQL database dump\n--\n\n\
+         --\n-- Name: kept; Type: TABLE; Schema: public; Owner: -\n--\n\nCREATE TABLE public.kept (a int);\n\n\
+         --\n-- Data for Name: gone; Type: TABLE DATA; Schema: public; Owner: -\n--\n\n\
+         COPY public.gone (a, b) FROM stdin;\n",
+    );
+    for i in 0..200_000 {
+        dump.push_str(&format!("{i}\tsome text to make the chunks fill up\n"));
+    }
+    dump.push_str(
+        "\\.\n\n--\n-- Data for Name: kept; Type: TABLE DATA; Schema: public; Owner: -\n--\n\n\
+                   COPY public.kept (a) FROM stdin;\n1\n2\n\\.\n",
+    );
+    let bucket = backup_of(dump.as_bytes());
+    let Some(c) = target(Some("shop")) else {
+        return;
+    };
+    let out = restore(
+        bucket.path(),
+        &c,
+        "shop",
+        &["--jobs", "2", "--no-verify", "--json"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &report["stream"]["restore"];
+    assert!(r["phases"]["copy_chunks"].as_u64().unwrap() >= 3, "{r}");
+    assert_eq!(r["failed_copies"][0]["table"], "public.gone", "{r}");
+    assert_eq!(r["failed_copies"][0]["rows"], 200_000, "{r}");
+    assert_eq!(r["sql_errors"], 1, "one refusal, not one a chunk: {r}");
+    assert_eq!(c.sql("shop", "SELECT count(*) FROM public.kept"), "2");
+}

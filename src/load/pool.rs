@@ -369,6 +369,11 @@ impl Pool {
         self.record_failed(&failed);
         self.conns[w] = self.start(w)?;
         for unit in rest {
+            // Another chunk of the refused table: refused too, so not sent again.
+            if unit.table.as_deref().is_some_and(|t| self.refused(t)) {
+                self.record_failed(&unit);
+                continue;
+            }
             let job = self.job(w, &unit);
             let c = &mut self.conns[w];
             c.sent += 1;
@@ -385,7 +390,7 @@ impl Pool {
     }
 
     /// A refused COPY chunk: its table's rows not loaded, one entry a table.
-    fn record_failed(&mut self, failed: &Unit) {
+    pub(crate) fn record_failed(&mut self, failed: &Unit) {
         let rows = failed.rows.as_deref().unwrap_or_default();
         let table = failed.table.clone().unwrap_or_default();
         let (n, bytes) = (
@@ -405,6 +410,11 @@ impl Pool {
                 bytes,
             }),
         }
+    }
+
+    /// Whether a COPY chunk of `table` was refused in this database already.
+    pub(crate) fn refused(&self, table: &str) -> bool {
+        self.failed_copies.iter().any(|f| f.table == table)
     }
 
     fn merge(&mut self, s: ChildSummary) {
