@@ -85,6 +85,14 @@ mkdir -p "$WORK/b"
 ( cd "$WORK/b" && gzip -6 < "$WORK/dump.sql" | openssl enc -aes256 -md md5 -pass env:S 2>/dev/null \
     | split -b 256M --numeric-suffixes=1 -a 4 - "$ID-" )
 for f in "$WORK/b/$ID-"*; do n=${f##*-}; mv "$f" "$WORK/b/$ID-$((10#$n))"; done
+# The same database as a custom archive: on local disk for pg_restore -j, and packed as a
+# backup of its own for our restore of custom archives.
+"$PGBIN/pg_dump" -Fc -h "$WORK" -p "$PORT" -U postgres -d bench -f "$WORK/bench.dump"
+CID=benchc000-0000-0000-0000-000000000000-1700000000000
+mkdir -p "$WORK/c"
+( cd "$WORK/c" && gzip -6 < "$WORK/bench.dump" | openssl enc -aes256 -md md5 -pass env:S 2>/dev/null \
+    | split -b 256M --numeric-suffixes=1 -a 4 - "$CID-" )
+for f in "$WORK/c/$CID-"*; do n=${f##*-}; mv "$f" "$WORK/c/$CID-$((10#$n))"; done
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'); commit $(git rev-parse --short HEAD)"
 echo "dump:    $DUMP bytes (pg_dumpall of $([ "$DATA" = mixed ] && echo "200 tables of mixed sizes, scale $SCALE" || echo "pgbench -s $SCALE + orders/items")), $(grep -c '^COPY ' "$WORK/dump.sql") COPY blocks"
 
@@ -108,24 +116,46 @@ psqlf() {
   e=$(date +%s.%N)
   echo "schema+data $(echo "$m - $s" | bc | xargs printf %.1f) post-data $(echo "$e - $m" | bc | xargs printf %.1f)" >> "$WORK/psqlf.phases"
 }
+pgrj() {
+  "$PGBIN/pg_restore" -j "$1" -C -d "$DSN" "$WORK/bench.dump" > /dev/null 2>&1
+}
+pgrj2() { pgrj 2; }
+# ours NAME JOBS [FLAGS…]: a9s-recover restore of the plain backup (or, with --custom, of the
+# custom archive's, into a database bench made first, as pg_restore -C makes it).
 ours() {
-  /usr/bin/time -f %M -o "$WORK/rss.$1" "$BIN" restore --bucket "$WORK/b" --backup-id "$ID" --target "$DSN" \
-    --yes --no-verify -q --jobs "$1" --json > "$WORK/last.$1.json"
-  cat "$WORK/rss.$1" >> "$WORK/jobs$1.rss"
-  python3 - "$WORK/last.$1.json" >> "$WORK/jobs$1.phases" <<'PY'
+  local name=$1 jobs=$2 bucket=$WORK/b id=$ID dsn=$DSN
+  shift 2
+  local extra=()
+  for a in "$@"; do
+    if [ "$a" = --custom ]; then
+      bucket=$WORK/c id=$CID dsn="host=$WORK port=$PORT user=postgres dbname=bench"
+      "$PGBIN/psql" -X -q -d "$DSN" -c "CREATE DATABASE bench"
+    else
+      extra+=("$a")
+    fi
+  done
+  /usr/bin/time -f %M -o "$WORK/rss.$name" "$BIN" restore --bucket "$bucket" --backup-id "$id" --target "$dsn" \
+    --yes --no-verify -q --jobs "$jobs" ${extra[@]+"${extra[@]}"} --json > "$WORK/last.$name.json"
+  cat "$WORK/rss.$name" >> "$WORK/$name.rss"
+  python3 - "$WORK/last.$name.json" >> "$WORK/$name.phases" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 p = (d.get("stream") or {}).get("restore", {}).get("phases")
 if p:
-    print("schema %.1f data %.1f indexes %.1f fks %.1f rest %.1f chunks %d%s" % (
+    print("schema %.1f data %.1f indexes %.1f fks %.1f rest %.1f chunks %d early %d of %d%s" % (
         p["schema_seconds"], p["data_seconds"], p["index_seconds"], p["fk_seconds"], p["rest_seconds"],
-        p["copy_chunks"], "" if not p["fallback"] else " FALLBACK: " + p["fallback"]))
+        p["copy_chunks"], p.get("early_items", 0), p["parallel_items"],
+        "" if not p["fallback"] else " FALLBACK: " + p["fallback"]))
 PY
 }
-jobs1() { ours 1; }
-jobs2() { ours 2; }
-jobs4() { ours 4; }
-NAMES="psqlf jobs1 jobs2 jobs4"
+jobs1() { ours jobs1 1; }
+jobs2() { ours jobs2 2; }
+jobs4() { ours jobs4 4; }
+# --single-pass: the data, then every index (the load before issue 20).
+single2() { ours single2 2 --single-pass; }
+custom2() { ours custom2 2 --custom; }
+# BENCH_NAMES picks the contenders (psqlf first: it is the reference of the ratios).
+NAMES=${BENCH_NAMES:-psqlf pgrj2 jobs1 jobs2 single2 jobs4}
 for _ in $(seq "$RUNS"); do
   for name in $NAMES; do
     fresh
@@ -134,12 +164,13 @@ for _ in $(seq "$RUNS"); do
 done
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 P=$(median < "$WORK/psqlf.t")
-printf '\n| contender | median s | vs psql -f | peak RSS of a9s-recover |\n|---|---:|---:|---:|\n'
+R=$P; [ -f "$WORK/pgrj2.t" ] && R=$(median < "$WORK/pgrj2.t")
+printf '\n| contender | median s | vs psql -f | vs pg_restore -j 2 | peak RSS of a9s-recover |\n|---|---:|---:|---:|---:|\n'
 for name in $NAMES; do
   m=$(median < "$WORK/$name.t")
   rss="-"
   [ -f "$WORK/$name.rss" ] && rss="$(( $(sort -n "$WORK/$name.rss" | tail -1) / 1024 )) MiB"
-  awk -v n="$name" -v m="$m" -v P="$P" -v r="$rss" 'BEGIN {printf "| %s | %.2f | %.2fx | %s |\n", n, m, m/P, r}'
+  awk -v n="$name" -v m="$m" -v P="$P" -v R="$R" -v r="$rss" 'BEGIN {printf "| %s | %.2f | %.2fx | %.2fx | %s |\n", n, m, m/P, m/R, r}'
 done
 echo
 for name in $NAMES; do echo "  $name: $(tr '\n' ' ' < "$WORK/$name.t")"; done
@@ -147,9 +178,10 @@ echo "  machine CPU per run (all processes):"
 sed 's/^/    /' "$WORK/cpu.txt"
 echo "  phases psql -f (s):"
 sed 's/^/    /' "$WORK/psqlf.phases"
-for j in 2 4; do
-  echo "  phases --jobs $j (s):"
-  sed 's/^/    /' "$WORK/jobs$j.phases"
+for name in $NAMES; do
+  [ -f "$WORK/$name.phases" ] || continue
+  echo "  phases $name (s):"
+  sed 's/^/    /' "$WORK/$name.phases"
 done
 
 # The simulator, checked where it can be: a trace of one more --jobs 1 run, replayed.

@@ -476,14 +476,31 @@ pub struct LoadArgs {
     pub if_exists: bool,
 
     /// Restore over N connections. A plain dump (pg_dump, pg_dumpall) is split as it streams:
-    /// the schema on one connection, COPY rows in chunks over N, indexes and constraints over
-    /// N, foreign keys over N, the rest in order (no spool). A custom-format dump goes to
-    /// pg_restore --jobs N, which needs the archive spooled to a 0600 file in --spool-dir first
-    /// (removed afterwards). 1 (the default) is one psql or pg_restore reading the stream;
-    /// on a plain dump it still guards each COPY, so a table that fails to load loses its own
+    /// the schema on one connection, COPY rows in chunks over N, each table's indexes and
+    /// constraints over the others as soon as its rows are in (the backup is read twice for
+    /// this; see --single-pass), foreign keys once both their tables' are, the rest in order
+    /// (no spool). A custom-format archive is the same, its SQL coming from pg_restore
+    /// --file=- reading the stream (see --direct-pg-restore). 1 (the default) is one
+    /// connection; it still guards each COPY, so a table that fails to load loses its own
     /// rows and nothing else.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub jobs: Option<u32>,
+
+    /// Hand a custom-format archive to pg_restore connected to the target, as before: one
+    /// pg_restore reading the stream, or with --jobs N pg_restore --jobs N from a copy
+    /// spooled to a 0600 file in --spool-dir. By default the archive goes through
+    /// pg_restore --file=- into the same loader as a plain dump (no spool; rows counted;
+    /// SQL errors counted, not fatal, unless --on-error-stop).
+    #[arg(long)]
+    pub direct_pg_restore: bool,
+
+    /// With --jobs N (N > 1) on a plain dump: read the backup once, building every index
+    /// after all of a database's data. By default it is read twice: first to learn each
+    /// database's post-data and table sizes (the same read as the one before destructive
+    /// stages, when the plan has one, so it costs nothing more there), then to load it, each
+    /// table's indexes building while later tables load.
+    #[arg(long)]
+    pub single_pass: bool,
 
     /// Write one JSON line per unit of work of a plain dump's load here (what, which table,
     /// bytes, rows, connection, start, end), for `a9s-recover simulate`.

@@ -251,11 +251,18 @@ pub enum Error {
     },
 
     /// The object changed while we were reading it.
-    #[error("part {part} changed while it was being read (ETag {expected} became {found}): a backup is being written there; try again when it is done")]
+    #[error("part {part} changed while the backup was being read (it was {expected}, it is now {found}): a backup is being written there; try again when it is done")]
     ObjectChanged {
         part: String,
         expected: String,
         found: String,
+    },
+
+    /// The two reads of a two-pass restore saw different post-data.
+    #[error("the post-data of {database} is not what the first read of the backup saw ({difference}): the backup changed between the two reads (an upload still running?) and the restore stopped there, its data loaded and some of its indexes perhaps built. Clean the target and restore again once the backup is complete")]
+    PostDataChanged {
+        database: String,
+        difference: String,
     },
 
     /// A storage operation failed.
@@ -423,7 +430,7 @@ impl Error {
             Error::Openssl { .. } => "openssl",
             Error::Gzip { .. } => "gzip",
             Error::ChecksumMismatch { .. } => "checksum_mismatch",
-            Error::ObjectChanged { .. } => "object_changed",
+            Error::ObjectChanged { .. } | Error::PostDataChanged { .. } => "object_changed",
             Error::Storage { .. } => "storage",
             Error::NoCredentials { .. } => "no_credentials",
             Error::OutputExists { .. } => "output_exists",

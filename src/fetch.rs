@@ -167,8 +167,8 @@ async fn get_with_retry(
             if normalize_etag(expected) != normalize_etag(found) {
                 return Err(Error::ObjectChanged {
                     part: part.name.clone(),
-                    expected: expected.clone(),
-                    found: found.clone(),
+                    expected: format!("ETag {expected}"),
+                    found: format!("ETag {found}"),
                 });
             }
         }

@@ -23,8 +23,10 @@
 //! so that it can be sent again), one chunk being cut, the longest COPY row or statement
 //! held once, and one database's post-data text.
 
+mod early;
 pub(crate) mod plan;
 mod pool;
+pub(crate) mod prescan;
 pub(crate) mod schedule;
 pub mod simulate;
 pub(crate) mod sql;
@@ -40,11 +42,14 @@ use crate::child::ChildSummary;
 use crate::error::Result;
 use crate::phases::Clock;
 use crate::split::Splitter;
+use early::{Early, Job};
 use plan::{Op, Planner, PostData, Scheduled, Unit};
 use pool::Pool;
-use schedule::Schedule;
+use schedule::{Schedule, Ticket};
 
 pub use pool::{Config, FailedCopy, DEPTH};
+pub use prescan::Layout;
+pub(crate) use prescan::Prescan;
 
 /// The loader: a sink that splits the stream, plans it and runs it over the connections.
 pub(crate) struct Loader {
@@ -65,6 +70,12 @@ pub(crate) struct Loader {
     ops: Vec<Op>,
     /// The rows of each table, from the same items: the dump is read once.
     rows: crate::dump::RowCounter,
+    /// The current database's post-data, known from the first read (two reads).
+    early: Option<Early>,
+    /// Which stretch of the stream (between `\connect`s) this is, for the layout.
+    stretch: usize,
+    /// COPY bytes sent, over the whole dump (the progress of `-v`).
+    sent_bytes: u64,
 }
 
 impl Loader {
@@ -76,7 +87,7 @@ impl Loader {
             .as_deref()
             .map(trace::Recorder::create)
             .transpose()?;
-        Ok(Loader {
+        let mut loader = Loader {
             splitter: Splitter::new(),
             planner: Planner::new(cfg.conn.describe(), cfg.on_error_stop, cfg.jobs),
             clock: Clock::new(cfg.verbose, cfg.jobs),
@@ -91,7 +102,26 @@ impl Loader {
             trace,
             ops: Vec::new(),
             rows: Default::default(),
-        })
+            early: None,
+            stretch: 0,
+            sent_bytes: 0,
+        };
+        loader.set_stretch();
+        Ok(loader)
+    }
+
+    /// The current stretch's post-data, when the first read knows it and there are
+    /// connections to run it beside the data.
+    fn set_stretch(&mut self) {
+        let jobs = self.cfg.jobs.max(1) as usize;
+        self.early = match &self.cfg.layout {
+            Some(l) if jobs > 1 => l
+                .dbs
+                .get(self.stretch)
+                .and_then(|d| d.post.as_ref())
+                .map(|p| Early::new(p, jobs)),
+            _ => None,
+        };
     }
 
     pub(crate) fn write(&mut self, data: &[u8]) -> Result<()> {
@@ -168,16 +198,41 @@ impl Loader {
                 if self.pool.is_some() {
                     self.wait_all_idle()?;
                 }
-                let db = self.planner.describe_db();
+                let db = self.describe_db();
                 self.clock.data_end(&mut self.planner.phases, pre, &db);
                 Ok(())
             }
             Op::Post(post) => self.post(post),
-            Op::Close => self.close(),
+            Op::TableEnd(t) => {
+                if let Some(e) = &mut self.early {
+                    e.table_end(t);
+                }
+                self.early_step()
+            }
+            Op::Close => {
+                if let Some(e) = self.early.take() {
+                    let difference = early::first_difference(&e.expected, &PostData::default())
+                        .unwrap_or_default();
+                    return Err(crate::error::Error::PostDataChanged {
+                        database: self.describe_db(),
+                        difference,
+                    });
+                }
+                self.close()
+            }
             Op::Database(db) => {
                 self.db = Some(db);
                 Ok(())
             }
+        }
+    }
+
+    /// The database the operations being run are for (the planner may be past its
+    /// `\connect` already).
+    fn describe_db(&self) -> String {
+        match &self.db {
+            Some(d) => format!("database {d}"),
+            None => self.cfg.conn.describe(),
         }
     }
 
@@ -202,7 +257,70 @@ impl Loader {
                 t.blocked(t0.elapsed().as_secs_f64());
                 t.sync(pool);
             }
+            self.early_events();
         }
+    }
+
+    /// The early post-data items whose connection has nothing left are finished.
+    fn early_events(&mut self) {
+        if let (Some(e), Some(pool)) = (&mut self.early, &self.pool) {
+            finished(&mut e.schedule, &mut e.on, pool);
+        }
+    }
+
+    /// Which connections get no data: those running an early post-data item, and the one
+    /// draining for the next.
+    fn early_mask(&self) -> Vec<bool> {
+        let n = self.pool.as_ref().map_or(0, Pool::len);
+        (0..n)
+            .map(|w| {
+                self.early.as_ref().is_some_and(|e| {
+                    e.on.get(w).is_some_and(Option::is_some) || e.draining == Some(w)
+                })
+            })
+            .collect()
+    }
+
+    /// Releases what the tables whose rows are in allow, and hands it to idle connections,
+    /// keeping one for the data.
+    fn early_step(&mut self) -> Result<()> {
+        self.early_events();
+        let (Some(e), Some(pool)) = (&mut self.early, &self.pool) else {
+            return Ok(());
+        };
+        e.release(|t| pool.table_in_flight(t));
+        if !e.schedule.ready() {
+            e.draining = None;
+        }
+        let n = pool.len().min(e.on.len());
+        let mut out = Vec::new();
+        while e.busy() + 1 < n && e.schedule.ready() {
+            let idle = (0..n).find(|&w| e.on[w].is_none() && pool.outstanding(w) == 0);
+            let Some(w) = idle else {
+                // None idle: the least queued gets no more data until it is.
+                if e.draining.is_none() {
+                    e.draining = (0..n)
+                        .filter(|&w| e.on[w].is_none())
+                        .min_by_key(|&w| pool.outstanding(w));
+                }
+                break;
+            };
+            let (t, job) = e.schedule.next().expect("ready");
+            // The item it drained for has a connection, whichever: the data gets it back
+            // (with N = 2, one running item and one draining connection would leave the
+            // data none).
+            e.draining = None;
+            e.on[w] = Some(t);
+            e.started += 1;
+            out.push((w, job));
+        }
+        for (w, (kind, locks, weight, unit)) in out {
+            if let Some(tr) = &mut self.trace {
+                tr.locks(&locks, weight);
+            }
+            self.send(w, unit, kind)?;
+        }
+        Ok(())
     }
 
     fn wait_all_idle(&mut self) -> Result<()> {
@@ -214,6 +332,13 @@ impl Loader {
 
     fn send(&mut self, w: usize, unit: Unit, kind: &'static str) -> Result<()> {
         self.clock.sending(w, &unit.text, unit.rows.as_deref());
+        if let Some(r) = &unit.rows {
+            self.sent_bytes += r.len() as u64;
+        }
+        let total = self.cfg.layout.as_ref().map(|l| l.data_bytes());
+        let post = self.early.as_ref().map(|e| (e.started, e.items()));
+        let db = self.describe_db();
+        self.clock.tick(&db, self.sent_bytes, total, post);
         let pool = self.pool.as_mut().expect("open");
         if let Some(t) = &mut self.trace {
             t.sent(kind, &unit, w, pool.counts(w).0 + 1);
@@ -258,14 +383,23 @@ impl Loader {
         let jobs = self.cfg.jobs.max(1) as usize;
         self.pool()?.ensure(jobs)?;
         self.clock.data_begins();
-        self.wait(|p| (0..p.len()).any(|w| p.outstanding(w) < DEPTH))?;
+        self.early_step()?;
+        // Not on a connection that builds an index (it would wait behind it).
+        let busy = self.early_mask();
+        debug_assert!(
+            !busy.iter().all(|&b| b),
+            "a connection is left for the data"
+        );
+        self.wait(|p| (0..p.len()).any(|w| !busy[w] && p.outstanding(w) < DEPTH))?;
         // The least queued; of equals, the next after the last one picked, so that the
         // connections (and their psql processes) share the work even when the stream is
         // slower than they are.
+        let busy = self.early_mask();
         let pool = self.pool.as_ref().expect("open");
         let n = pool.len();
         let pick = (1..=n)
             .map(|k| (self.last_pick + k) % n)
+            .filter(|&w| !busy[w])
             .min_by_key(|&w| pool.outstanding(w))
             .unwrap_or(0);
         self.last_pick = pick;
@@ -274,11 +408,14 @@ impl Loader {
 
     /// The post-data kept for the database, once its data is in.
     fn post(&mut self, post: PostData) -> Result<()> {
+        if self.early.is_some() {
+            return self.post_early(post);
+        }
         if self.pool.is_none() && post.is_empty() {
             return Ok(());
         }
         self.wait_all_idle()?;
-        let db = self.planner.describe_db();
+        let db = self.describe_db();
         self.clock.data_end(&mut self.planner.phases, false, &db);
         if post.is_empty() {
             return Ok(());
@@ -310,6 +447,44 @@ impl Loader {
         Ok(())
     }
 
+    /// The post-data known from the first read: the second read's must be the same; what
+    /// did not start during the data runs now, then the rest serially.
+    fn post_early(&mut self, post: PostData) -> Result<()> {
+        let db = self.describe_db();
+        if let Some(difference) = self
+            .early
+            .as_ref()
+            .and_then(|e| early::first_difference(&e.expected, &post))
+        {
+            return Err(crate::error::Error::PostDataChanged {
+                database: db,
+                difference,
+            });
+        }
+        // The data in: every chunk done; the post-data items running go on.
+        self.pool()?;
+        if let Some(e) = &mut self.early {
+            e.draining = None;
+        }
+        let busy = self.early_mask();
+        self.wait(|p| (0..p.len()).all(|w| busy[w] || p.outstanding(w) == 0))?;
+        self.serial_pending = false;
+        let mut e = self.early.take().expect("checked above");
+        self.clock.data_end(&mut self.planner.phases, false, &db);
+        self.planner.phases.early_items += e.started;
+        e.release_all();
+        let t0 = Instant::now();
+        let t1 = self.run_schedule(e.schedule, e.on)?;
+        let t2 = Instant::now();
+        for u in post.rest {
+            self.serial(u, "rest")?;
+        }
+        self.wait_all_idle()?;
+        self.clock
+            .post_end(&mut self.planner.phases, &db, (t0, t1, t2));
+        Ok(())
+    }
+
     /// `items` and then `after` (foreign keys) over the connections, one at a time on each,
     /// by the schedule's rule. Returns when the last of `items` ended.
     fn schedule(&mut self, items: Vec<Scheduled>, after: Vec<Scheduled>) -> Result<Instant> {
@@ -318,7 +493,6 @@ impl Loader {
         }
         self.wait_all_idle()?;
         let jobs = self.cfg.jobs.max(1) as usize;
-        self.pool()?.ensure(jobs)?;
         let mut s = Schedule::default();
         for (group, list) in [(0u8, items), (1, after)] {
             for (locks, weight, unit) in list {
@@ -326,9 +500,21 @@ impl Loader {
                 s.push(group, locks.clone(), weight, (kind, locks, weight, unit));
             }
         }
-        let mut on = vec![None; jobs];
+        self.run_schedule(s, vec![None; jobs])
+    }
+
+    /// Runs `s` to its end over the connections; `on` holds the items already running.
+    /// Returns when the last item of group 0 ended.
+    fn run_schedule(
+        &mut self,
+        mut s: Schedule<Job>,
+        mut on: Vec<Option<Ticket>>,
+    ) -> Result<Instant> {
+        let jobs = self.cfg.jobs.max(1) as usize;
+        self.pool()?.ensure(jobs)?;
         let mut items_done = None;
         loop {
+            finished(&mut s, &mut on, self.pool.as_ref().expect("open"));
             if items_done.is_none() && s.done_through(0) {
                 items_done = Some(Instant::now());
             }
@@ -350,17 +536,11 @@ impl Loader {
             }
             let pool = self.pool.as_mut().expect("open");
             let t0 = Instant::now();
-            let next = pool.next()?;
+            pool.next()?;
             if let Some(t) = &mut self.trace {
                 t.blocked(t0.elapsed().as_secs_f64());
             }
-            if let Some(w) = next {
-                if pool.outstanding(w) == 0 {
-                    if let Some(t) = on[w].take() {
-                        s.finished(t);
-                    }
-                }
-            }
+            finished(&mut s, &mut on, pool);
             if let Some(t) = &mut self.trace {
                 t.sync(pool);
             }
@@ -395,7 +575,18 @@ impl Loader {
         self.clock.database_closed(&self.planner.phases);
         self.serial_pending = false;
         self.last_pick = 0;
+        self.stretch += 1;
+        self.set_stretch();
         Ok(())
+    }
+}
+
+/// The items whose connection has nothing left are finished.
+fn finished(s: &mut Schedule<Job>, on: &mut [Option<Ticket>], pool: &Pool) {
+    for (w, ticket) in on.iter_mut().enumerate() {
+        if w < pool.len() && ticket.is_some() && pool.outstanding(w) == 0 {
+            s.finished(ticket.take().expect("checked"));
+        }
     }
 }
 

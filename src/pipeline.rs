@@ -691,6 +691,40 @@ async fn probe_last_block(
 
 /// The first `want` bytes of the dump, decrypted and decompressed, read before streaming so
 /// that the dump kind (plain SQL or custom format) is known before any stage runs.
+/// Lists the backup again and checks that its parts are the ones read before (names, sizes,
+/// ETags): between the two reads of a two-pass restore, so that a backup rewritten in between
+/// fails before the second read sends anything (every ranged read checks its part's ETag
+/// too, so a change during a read is caught there).
+pub async fn recheck(plan: &PreparedBackup) -> Result<()> {
+    let id = &plan.backup.id;
+    let objects = fetch::retrying(&plan.fetch, || plan.source.list(id)).await?;
+    let now = catalog::select_parts(id, &plan.location, &objects)?;
+    let describe = |p: Option<&catalog::Part>| match p {
+        Some(p) => format!(
+            "{} bytes, {}",
+            p.size,
+            p.etag.as_deref().unwrap_or("no ETag")
+        ),
+        None => "absent".into(),
+    };
+    let n = plan.backup.parts.len().max(now.parts.len());
+    for i in 0..n {
+        let (a, b) = (plan.backup.parts.get(i), now.parts.get(i));
+        let same = match (a, b) {
+            (Some(a), Some(b)) => a.name == b.name && a.size == b.size && a.etag == b.etag,
+            _ => false,
+        };
+        if !same {
+            return Err(Error::ObjectChanged {
+                part: a.or(b).map(|p| p.name.clone()).unwrap_or_default(),
+                expected: describe(a),
+                found: describe(b),
+            });
+        }
+    }
+    Ok(())
+}
+
 pub async fn peek_dump(plan: &PreparedBackup, want: usize) -> Result<Vec<u8>> {
     use std::io::Read;
     let stored = read_stream_head(
@@ -791,6 +825,9 @@ pub struct Report {
     pub databases: Option<Vec<String>>,
     /// What psql or pg_restore reported, when restoring.
     pub restore: Option<crate::sink::ChildSummary>,
+    /// The first of two reads: what it learnt for the load.
+    #[serde(skip)]
+    pub layout: Option<Arc<crate::load::Layout>>,
     /// Seconds each stage spent working (not waiting on its neighbours).
     pub stage_seconds: StageSeconds,
     pub seconds: f64,
@@ -990,6 +1027,7 @@ async fn run_once(
         tables: sink_out.tables,
         databases: sink_out.databases,
         restore: sink_out.child,
+        layout: sink_out.layout,
         stage_seconds: StageSeconds {
             read: read_seconds,
             decrypt: dec.busy,
@@ -1223,6 +1261,7 @@ fn inflate_stage(
 struct SinkOut {
     busy: f64,
     child: Option<crate::sink::ChildSummary>,
+    layout: Option<Arc<crate::load::Layout>>,
     bytes: u64,
     sha256: Option<String>,
     kind: DumpKind,
@@ -1249,6 +1288,7 @@ fn sink_stage(
     // The loader counts the rows of the items it loads: one reader of the dump, not two.
     let want_rows = count_rows;
     let count_rows = count_rows && !sink.counts_rows();
+    let transcodes = sink.transcodes();
     let decide = |head: &[u8]| {
         let k = dump::sniff(head);
         let c = (count_rows && k.is_plain()).then(|| {
@@ -1312,17 +1352,18 @@ fn sink_stage(
             });
         }
     }
-    let mut child = sink.commit()?;
+    let (mut child, layout) = sink.commit()?;
     let counted = child
         .as_mut()
         .map(|c| (c.databases.take(), c.tables.take()));
     // Counted only for what pg_dump or pg_dumpall wrote, as the counter above.
     let (loader_dbs, loader_tables) = counted
-        .filter(|_| want_rows && kind.is_plain())
+        .filter(|_| want_rows && (kind.is_plain() || transcodes))
         .unwrap_or_default();
     Ok(SinkOut {
         busy: busy.seconds(),
         child,
+        layout,
         bytes,
         sha256,
         kind,

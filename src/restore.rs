@@ -68,6 +68,12 @@ pub struct LoadOptions {
     pub spool_dir: PathBuf,
     /// Say on stderr what each connection of a parallel restore is doing (`-v`).
     pub verbose: bool,
+    /// `--single-pass`: read a plain dump once, its post-data after all its data, instead
+    /// of twice (`--jobs N`, N > 1).
+    pub single_pass: bool,
+    /// `--direct-pg-restore`: a custom archive goes to pg_restore connected to the target
+    /// (with `--jobs N` spooled to a file for `pg_restore --jobs N`), not through the loader.
+    pub direct_pg_restore: bool,
 }
 
 /// What is checked besides what always is.
@@ -314,7 +320,7 @@ pub async fn prepare_restore(
         }
     }
     if let Some(t) = &opts.load.trace {
-        if format == DumpFormat::Sql {
+        if format == DumpFormat::Sql || !opts.load.direct_pg_restore {
             // Before any stage runs: a trace that cannot be written would fail the stream
             // after the destructive stages.
             check_trace(t)?;
@@ -342,10 +348,25 @@ pub async fn prepare_restore(
     let (output, restore_line) = match format {
         DumpFormat::Sql if opts.load.jobs.is_some_and(|j| j > 1) => {
             let jobs = opts.load.jobs.unwrap_or(1);
+            let two_pass = !opts.load.single_pass;
+            let (reads, when) = if two_pass {
+                (
+                    "read twice: first to learn each database's post-data and the size of each table's data (the read before \
+                     destructive stages, when the plan has one), then to load it; ",
+                    "each table's indexes and constraints over the other connections as soon as its rows are in, \
+                     a foreign key once both its tables' are (largest tables first; where the post-data has INDEX ATTACH or \
+                     an item not recognised, after all the data), the rest of them after the data over",
+                )
+            } else {
+                (
+                    "read once (--single-pass); ",
+                    "then indexes and constraints over",
+                )
+            };
             let line = format!(
-                "stream backup {} ({what}) into {jobs} psql connections (psql -X --quiet{} {} each), per database: \
+                "stream backup {} ({what}) {reads}into {jobs} psql connections (psql -X --quiet{} {} each), per database: \
                  the schema (pre-data) on connection 1; the COPY rows in chunks of whole rows over all {jobs}, \
-                 sequence values and large objects on connection 1; then indexes and constraints over {jobs}, \
+                 sequence values and large objects on connection 1; {when} {jobs}, \
                  INDEX ATTACH serially, foreign keys over {jobs}, and the rest (triggers, rules, policies, comments, \
                  ACLs, materialized view refreshes …) serially in dump order; anything not recognised runs alone at its place",
                 backup.backup.id,
@@ -360,6 +381,9 @@ pub async fn prepare_restore(
                     jobs,
                     verbose: opts.load.verbose,
                     trace: opts.load.trace.clone(),
+                    two_pass,
+                    layout: None,
+                    script: None,
                 },
                 line,
             )
@@ -380,10 +404,22 @@ pub async fn prepare_restore(
                     jobs: 1,
                     verbose: opts.load.verbose,
                     trace: opts.load.trace.clone(),
+                    two_pass: false,
+                    layout: None,
+                    script: None,
                 },
                 line,
             )
         }
+        DumpFormat::Custom if !opts.load.direct_pg_restore => custom_through_loader(
+            &backup.backup.id,
+            &what,
+            stop_flag,
+            restore_stage.0.clone(),
+            opts,
+            program,
+            on_error_stop,
+        )?,
         DumpFormat::Custom => {
             let mut args = restore_stage.0.clone();
             for a in &opts.load.pg_restore_args {
@@ -667,9 +703,10 @@ async fn run_plan(
         }
         if read_whole_first.contains(&format!("{} {}", stage.number, stage.name)) {
             let before = std::mem::take(&mut read_whole_first);
-            read_whole(
+            let layout = read_whole(
                 &backup,
                 format,
+                output.as_ref().and_then(Output::first_read),
                 &plan,
                 journal.as_ref(),
                 &before,
@@ -678,6 +715,9 @@ async fn run_plan(
                 report,
             )
             .await?;
+            if let (Some(l), Some(o)) = (layout, output.as_mut()) {
+                o.set_layout(l);
+            }
         }
         notify(&format!("{label}: starting"));
         if let Some(j) = &mut journal {
@@ -795,15 +835,16 @@ async fn run_plan(
 async fn read_whole(
     backup: &Option<Arc<pipeline::PreparedBackup>>,
     format: DumpFormat,
+    first_read: Option<Output>,
     plan: &ResolvedPlan,
     journal: Option<&JournalFile>,
     before: &[String],
     opts: &RestoreOptions,
     notify: &(dyn Fn(&str) + Sync),
     report: &mut RestoreReport,
-) -> Result<()> {
+) -> Result<Option<Arc<crate::load::Layout>>> {
     let Some(backup) = backup else {
-        return Ok(());
+        return Ok(None);
     };
     notify(&format!(
         "reading the whole backup before the destructive stages that come before the stream ({}); --no-verify-first skips this",
@@ -811,7 +852,7 @@ async fn read_whole(
     ));
     let r = pipeline::run(
         backup.clone(),
-        &Output::Discard,
+        first_read.as_ref().unwrap_or(&Output::Discard),
         RunOptions {
             progress: opts.progress,
             hash: true,
@@ -833,8 +874,12 @@ async fn read_whole(
     ));
     report.effects.dump_databases = crate::stage::restore::dump_databases(&r, &opts.target);
     check_renames(plan, journal, report.effects.dump_databases.as_deref())?;
+    let layout = r.layout.clone();
+    if layout.is_some() {
+        notify("the load's plan is made from this read (it is the first of two)");
+    }
     report.verified_first = Some(r);
-    Ok(())
+    Ok(layout)
 }
 
 /// The destructive stages that will run before the stream (not skipped, not finished in the
@@ -900,4 +945,64 @@ fn outcome(stage: &Stage, status: StageStatus, detail: String, t0: Instant) -> S
         detail,
         seconds: t0.elapsed().as_secs_f64(),
     }
+}
+
+/// A custom archive through `pg_restore --file=-` into the loader: the output and the
+/// restore line.
+fn custom_through_loader(
+    backup_id: &str,
+    what: &str,
+    stop_flag: &str,
+    mut args: Vec<String>,
+    opts: &RestoreOptions,
+    program: PathBuf,
+    on_error_stop: bool,
+) -> Result<(Output, String)> {
+    for a in &opts.load.pg_restore_args {
+        if !args.contains(a) {
+            args.push(a.clone());
+        }
+    }
+    // What the loader decides (ON_ERROR_STOP), or what needs a seek or a connection.
+    args.retain(|a| {
+        !matches!(a.as_str(), "--exit-on-error" | "-e")
+            && !a.starts_with("--jobs")
+            && !a.starts_with("-j")
+            && !a.starts_with("--dbname")
+            && !a.starts_with("-d")
+    });
+    let psql = opts.load.tools.find("psql")?;
+    let jobs = opts.load.jobs.unwrap_or(1);
+    let two_pass = jobs > 1 && !opts.load.single_pass;
+    let line = format!(
+        "stream backup {backup_id} ({what}) through pg_restore {}--file=- (the archive read forward, no spool) into {jobs} \
+         psql connection(s) (psql -X --quiet{stop_flag} {} each), as a plain dump{}: the schema on connection 1, \
+         the COPY rows in chunks of whole rows over all {jobs}, {}, the rest serially in dump order",
+        args.iter().map(|a| format!("{a} ")).collect::<String>(),
+        conn_arg(&opts.target),
+        if two_pass {
+            ", read twice (first to learn each database's post-data and table sizes)"
+        } else if jobs > 1 {
+            ", read once (--single-pass)"
+        } else {
+            ""
+        },
+        if two_pass {
+            "each table's indexes and constraints as soon as its rows are in, foreign keys once both tables' are"
+        } else {
+            "then indexes, constraints and foreign keys"
+        },
+    );
+    let output = Output::PsqlParallel {
+        program: psql,
+        conn: opts.target.clone(),
+        on_error_stop,
+        jobs,
+        verbose: opts.load.verbose,
+        trace: opts.load.trace.clone(),
+        two_pass,
+        layout: None,
+        script: Some(crate::sink::PgRestoreScript { program, args }),
+    };
+    Ok((output, line))
 }

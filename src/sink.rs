@@ -17,6 +17,7 @@ use crate::pg::ConnInfo;
 
 mod child;
 mod file;
+mod transcode;
 
 use child::{ChildSink, Spool};
 pub use file::partial_path;
@@ -44,6 +45,21 @@ pub enum Output {
         verbose: bool,
         /// `restore --trace FILE`: a line per unit, for the simulator.
         trace: Option<PathBuf>,
+        /// Read the backup twice: first to learn each database's post-data (see
+        /// `load::prescan`), then to load it. The layout is the first read's.
+        two_pass: bool,
+        layout: Option<std::sync::Arc<crate::load::Layout>>,
+        /// A custom-format archive: its SQL comes from `pg_restore --file=-`.
+        script: Option<PgRestoreScript>,
+    },
+    /// The first of two reads: nothing written, each database's post-data learnt (its
+    /// summary's `layout`), the rows counted.
+    Prescan {
+        /// The target, for messages.
+        target: String,
+        on_error_stop: bool,
+        jobs: u32,
+        script: Option<PgRestoreScript>,
     },
     /// `pg_restore` reading a custom-format archive.
     PgRestore {
@@ -59,6 +75,14 @@ pub enum Output {
 
 pub use crate::child::ChildSummary;
 
+/// `pg_restore ARGS --file=-`: a custom-format archive turned into the SQL it would run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgRestoreScript {
+    pub program: PathBuf,
+    /// `--no-owner`, `--create`, … (nothing that connects or needs a seek: no `-d`, `-j`).
+    pub args: Vec<String>,
+}
+
 /// Names that mean standard output: `-o -` and the system's aliases of fd 1, which are
 /// symbolic links that must be written through, never replaced.
 const STDOUT_NAMES: [&str; 4] = ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"];
@@ -70,6 +94,45 @@ impl Output {
             Output::Stdout
         } else {
             Output::File { path, force }
+        }
+    }
+
+    /// The first of two reads, when this loads in two and has no plan yet.
+    pub fn first_read(&self) -> Option<Output> {
+        match self {
+            Output::PsqlParallel {
+                conn,
+                on_error_stop,
+                jobs,
+                two_pass: true,
+                layout: None,
+                script,
+                ..
+            } => Some(Output::Prescan {
+                target: conn.describe(),
+                on_error_stop: *on_error_stop,
+                jobs: *jobs,
+                script: script.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether the load has the plan of a first read.
+    pub fn has_layout(&self) -> bool {
+        matches!(
+            self,
+            Output::PsqlParallel {
+                layout: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// Gives the load the plan of the first read (see [`Output::first_read`]).
+    pub fn set_layout(&mut self, plan: std::sync::Arc<crate::load::Layout>) {
+        if let Output::PsqlParallel { layout, .. } = self {
+            *layout = Some(plan);
         }
     }
 
@@ -133,6 +196,38 @@ impl Output {
         }
     }
 
+    /// The loader of `Output::PsqlParallel`, behind pg_restore for a custom archive.
+    fn open_loader(&self, children: &crate::child::Children) -> Result<Sink> {
+        let Output::PsqlParallel {
+            program,
+            conn,
+            on_error_stop,
+            jobs,
+            verbose,
+            trace,
+            layout,
+            script,
+            ..
+        } = self
+        else {
+            unreachable!("called for the loader's output")
+        };
+        let loader = crate::load::Loader::new(crate::load::Config {
+            program: program.clone(),
+            conn: conn.clone(),
+            on_error_stop: *on_error_stop,
+            jobs: *jobs,
+            verbose: *verbose,
+            trace: trace.clone(),
+            layout: layout.clone(),
+            children: children.clone(),
+        })?;
+        match script {
+            None => Ok(Sink::Parallel(Box::new(loader))),
+            Some(s) => transcode(s, transcode::Inner::Load(Box::new(loader)), children),
+        }
+    }
+
     /// Opens the sink.
     pub(crate) fn open(&self, children: &crate::child::Children) -> Result<Sink> {
         match self {
@@ -160,24 +255,19 @@ impl Output {
                         source: e,
                     })
             }
-            Output::PsqlParallel {
-                program,
-                conn,
+            Output::PsqlParallel { .. } => self.open_loader(children),
+            Output::Prescan {
+                target,
                 on_error_stop,
                 jobs,
-                verbose,
-                trace,
-            } => Ok(Sink::Parallel(Box::new(crate::load::Loader::new(
-                crate::load::Config {
-                    program: program.clone(),
-                    conn: conn.clone(),
-                    on_error_stop: *on_error_stop,
-                    jobs: *jobs,
-                    verbose: *verbose,
-                    trace: trace.clone(),
-                    children: children.clone(),
-                },
-            )?))),
+                script,
+            } => {
+                let p = crate::load::Prescan::new(target.clone(), *on_error_stop, *jobs);
+                match script {
+                    None => Ok(Sink::Prescan(Box::new(p))),
+                    Some(s) => transcode(s, transcode::Inner::Prescan(Box::new(p)), children),
+                }
+            }
             Output::PgRestore {
                 program,
                 conn,
@@ -205,6 +295,21 @@ impl Output {
     }
 }
 
+fn transcode(
+    s: &PgRestoreScript,
+    inner: transcode::Inner,
+    children: &crate::child::Children,
+) -> Result<Sink> {
+    transcode::Transcode::spawn(&s.program, &s.args, inner, children)
+        .map(|t| Sink::Transcoded(Box::new(t)))
+}
+
+/// What a sink ends with: the restoring child's summary, the first read's layout.
+pub(crate) type Committed = (
+    Option<ChildSummary>,
+    Option<std::sync::Arc<crate::load::Layout>>,
+);
+
 /// An open sink.
 #[derive(Debug)]
 pub(crate) enum Sink {
@@ -214,12 +319,24 @@ pub(crate) enum Sink {
     Child(ChildSink),
     Spool(Spool),
     Parallel(Box<crate::load::Loader>),
+    Prescan(Box<crate::load::Prescan>),
+    /// A custom archive's SQL, from pg_restore, into the loader or the prescan.
+    Transcoded(Box<transcode::Transcode>),
 }
 
 impl Sink {
     /// Whether the sink counts the rows of a plain dump itself (the loader reads every item).
     pub(crate) fn counts_rows(&self) -> bool {
-        matches!(self, Sink::Parallel(_))
+        matches!(
+            self,
+            Sink::Parallel(_) | Sink::Prescan(_) | Sink::Transcoded(_)
+        )
+    }
+
+    /// Whether the dump reaches the sink as another format's SQL (a custom archive's, from
+    /// pg_restore): what it counts is that SQL's, and counts as a plain dump's.
+    pub(crate) fn transcodes(&self) -> bool {
+        matches!(self, Sink::Transcoded(_))
     }
 
     pub(crate) fn write(&mut self, data: &[u8]) -> Result<()> {
@@ -238,6 +355,8 @@ impl Sink {
             Sink::Discard => Ok(()),
             Sink::Child(c) => c.write(data),
             Sink::Parallel(p) => p.write(data),
+            Sink::Prescan(p) => p.write(data),
+            Sink::Transcoded(t) => t.write(data),
             Sink::Spool(s) => s
                 .file
                 .as_mut()
@@ -251,18 +370,21 @@ impl Sink {
     }
 
     /// Makes the output final. Only called when every check passed. A restoring child is
-    /// waited for, and what it said on stderr summarized.
-    pub(crate) fn commit(self) -> Result<Option<ChildSummary>> {
+    /// waited for, and what it said on stderr summarized; a first read gives its layout.
+    pub(crate) fn commit(self) -> Result<Committed> {
+        let child = |c: Result<ChildSummary>| c.map(|c| (Some(c), None));
         match self {
-            Sink::Stdout(mut f) => f.flush().map(|_| None).map_err(|e| Error::Output {
+            Sink::Stdout(mut f) => f.flush().map(|_| (None, None)).map_err(|e| Error::Output {
                 what: "standard output".into(),
                 source: e,
             }),
-            Sink::File(f) => f.commit().map(|_| None),
-            Sink::Discard => Ok(None),
-            Sink::Child(mut c) => c.finish().map(Some),
-            Sink::Spool(mut s) => s.restore().map(Some),
-            Sink::Parallel(p) => p.finish().map(Some),
+            Sink::File(f) => f.commit().map(|_| (None, None)),
+            Sink::Discard => Ok((None, None)),
+            Sink::Child(mut c) => child(c.finish()),
+            Sink::Spool(mut s) => child(s.restore()),
+            Sink::Parallel(p) => child(p.finish()),
+            Sink::Prescan(p) => p.finish().map(|(c, l)| (Some(c), Some(l))),
+            Sink::Transcoded(t) => t.finish(),
         }
     }
 }

@@ -314,7 +314,9 @@ fn s3_object_rewritten_during_the_download_is_an_error() {
     let out = child.finish();
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains(&format!("part {ID}-4 changed while it was being read")),
+        stderr(&out).contains(&format!(
+            "part {ID}-4 changed while the backup was being read"
+        )),
         "{}",
         stderr(&out)
     );

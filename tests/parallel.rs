@@ -188,13 +188,48 @@ fn equivalent(name: &str, dump: &[u8], single_db: Option<&str>, dbs: &[&str], jo
     let expected: Vec<String> = dbs.iter().map(|db| fingerprint(&reference, db)).collect();
     drop(reference);
     let bucket = backup_of(dump);
-    for &j in jobs {
+    compare_restores(name, bucket.path(), single_db, dbs, &expected, jobs);
+}
+
+/// Restores the backup in `bucket` at each of `jobs` (and at 2 with --single-pass too) into
+/// fresh clusters, and compares each database with `expected`.
+fn compare_restores(
+    name: &str,
+    bucket: &Path,
+    single_db: Option<&str>,
+    dbs: &[&str],
+    expected: &[String],
+    jobs: &[u32],
+) {
+    let connect_db = single_db.unwrap_or("postgres");
+    let runs = jobs
+        .iter()
+        .map(|&j| (j, false))
+        .chain(jobs.contains(&2).then_some((2, true)));
+    for (j, single) in runs {
         let Some(c) = target(single_db) else { return };
-        let out = restore(bucket.path(), &c, connect_db, &["--jobs", &j.to_string()]);
+        let mut args = vec!["--jobs".to_string(), j.to_string()];
+        if single {
+            args.push("--single-pass".into());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = restore(bucket, &c, connect_db, &args);
+        let name = if single {
+            format!("{name} (--single-pass)")
+        } else {
+            name.to_string()
+        };
         assert!(out.status.success(), "{name} --jobs {j}: {}", stderr(&out));
         if j > 1 {
             assert!(
                 stderr(&out).contains(&format!("over {j} connections")),
+                "{name} --jobs {j}: {}",
+                stderr(&out)
+            );
+            // Two reads unless --single-pass, and then each table's indexes during the data.
+            assert_eq!(
+                stderr(&out).contains("a first read of"),
+                !single,
                 "{name} --jobs {j}: {}",
                 stderr(&out)
             );
@@ -204,7 +239,7 @@ fn equivalent(name: &str, dump: &[u8], single_db: Option<&str>, dbs: &[&str], jo
                 stderr(&out)
             );
         }
-        for (db, want) in dbs.iter().zip(&expected) {
+        for (db, want) in dbs.iter().zip(expected) {
             let got = fingerprint(&c, db);
             if &got != want {
                 let diff: Vec<String> = want
@@ -298,6 +333,21 @@ fn a_dump_with_crlf_line_ends_equals_psql_f_at_every_n() {
     // The verification counts every table, the odd names among them, exactly.
     let bucket = backup_of(&dump);
     let Some(c) = target(None) else { return };
+    // The dry run says which applies.
+    for (flags, says) in [
+        (&["--jobs", "2"][..], "read twice"),
+        (
+            &["--jobs", "2", "--single-pass"][..],
+            "read once (--single-pass)",
+        ),
+    ] {
+        let mut args = vec!["--dry-run"];
+        args.extend_from_slice(flags);
+        let out = restore(bucket.path(), &c, "postgres", &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
+        assert!(text.contains(says), "{flags:?}: {text}");
+    }
     let out = restore(bucket.path(), &c, "postgres", &["--jobs", "2", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -998,4 +1048,158 @@ fn the_chunks_after_a_refused_one_of_the_same_table_are_not_sent() {
     assert_eq!(r["failed_copies"][0]["rows"], 200_000, "{r}");
     assert_eq!(r["sql_errors"], 1, "one refusal, not one a chunk: {r}");
     assert_eq!(c.sql("shop", "SELECT count(*) FROM public.kept"), "2");
+}
+
+/// A custom archive (`pg_dump -Fc`) through pg_restore --file=- into the loader, at every N
+/// and in one read and two: identical to pg_restore into the same kind of target, with no
+/// spool, its rows verified, and the SQL error of its missing role counted, not fatal.
+#[test]
+fn a_custom_archive_through_the_loader_equals_pg_restore_at_every_n() {
+    let Some(src) = source() else { return };
+    let archive = src.tool("pg_dump", &["-Fc", "-d", "shop"]);
+    drop(src);
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("shop.dump");
+    std::fs::write(&file, &archive).unwrap();
+    let Some(reference) = target(Some("shop")) else {
+        return;
+    };
+    // pg_restore fails the GRANT to corpus_reader (not in this cluster) and says so at the
+    // end ("errors ignored on restore: 1"); everything else is restored.
+    let out = Command::new(reference.bin.join("pg_restore"))
+        .args(["-d", &reference.dsn("shop")])
+        .arg(&file)
+        .run();
+    assert!(
+        stderr(&out).contains("corpus_reader"),
+        "pg_restore: {}",
+        stderr(&out)
+    );
+    let expected = vec![fingerprint(&reference, "shop")];
+    drop(reference);
+    let bucket = backup_of(&archive);
+    compare_restores(
+        "pg_dump -Fc",
+        bucket.path(),
+        Some("shop"),
+        &["shop"],
+        &expected,
+        &[1, 2, 3, 4],
+    );
+    // The report: through the loader, rows verified, the error counted.
+    let Some(c) = target(Some("shop")) else {
+        return;
+    };
+    let out = restore(bucket.path(), &c, "shop", &["--jobs", "2", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &report["stream"]["restore"];
+    assert_eq!(r["sql_errors"], 1, "{report:#}");
+    // shop's partitioned index (INDEX ATTACH) keeps its post-data after its data.
+    assert_eq!(r["phases"]["early_items"], 0, "{report:#}");
+    let stages = report["stages"].as_array().unwrap();
+    let verify = stages.iter().find(|s| s["name"] == "verify").unwrap();
+    assert_eq!(verify["status"], "done", "{report:#}");
+    assert!(!stderr(&out).contains("spool"), "{}", stderr(&out));
+}
+
+/// `drill` of a one-database custom archive whose role is missing on the scratch cluster
+/// passes with its error counted, as the same plain dump does.
+#[test]
+fn drill_of_a_custom_archive_with_a_missing_role_passes_with_its_error_counted() {
+    let Some(src) = source() else { return };
+    let archive = src.tool("pg_dump", &["-Fc", "-d", "shop"]);
+    drop(src);
+    let bucket = backup_of(&archive);
+    let out = bin()
+        .args(["drill", "--bucket"])
+        .arg(bucket.path())
+        .args(["--backup-id", ID, "--jobs", "2"])
+        .env("A9S_SECRET", SECRET)
+        .run();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("1 SQL error(s)") && err.contains("corpus_reader"),
+        "{err}"
+    );
+}
+
+/// The backup rewritten between the two reads (here by a plan's command stage, after the
+/// read before destructive stages): the second read is refused before it sends anything.
+#[test]
+fn a_backup_rewritten_between_the_two_reads_fails_before_the_second() {
+    let Some(src) = Cluster::start() else { return };
+    src.sql("postgres", "CREATE DATABASE shop");
+    src.sql(
+        "shop",
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 1000);",
+    );
+    let dump = src.tool("pg_dumpall", &[]);
+    drop(src);
+    let bucket = backup_of(&dump);
+    let part = bucket.path().join(format!("{ID}-1"));
+    let plan = bucket.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "[[stage]]\nkind = \"command\"\nname = \"rewrite\"\nrun = \"cp {p} {p}.new && mv {p}.new {p} && touch -d 2001-01-01 {p}\"\n\n[[stage]]\nkind = \"restore\"\n",
+            p = part.display()
+        ),
+    )
+    .unwrap();
+    let Some(c) = target(None) else { return };
+    let out = restore(
+        bucket.path(),
+        &c,
+        "postgres",
+        &["--jobs", "2", "--plan", plan.to_str().unwrap()],
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("changed while the backup was being read"),
+        "{err}"
+    );
+    // Nothing of the second read reached the target.
+    assert_eq!(
+        c.sql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'shop'"
+        ),
+        "0"
+    );
+}
+
+/// With two reads, a table's key builds while a later table's rows still load, and the
+/// databases come out as psql -f makes them; `-v` says how far the load is.
+#[test]
+fn a_tables_key_builds_while_the_next_table_loads() {
+    let Some(src) = Cluster::start() else { return };
+    src.sql("postgres", "CREATE DATABASE shop");
+    src.sql(
+        "shop",
+        "CREATE TABLE a1 (id int PRIMARY KEY, v text); \
+         INSERT INTO a1 SELECT g, repeat('v', 100) FROM generate_series(1, 100000) g; \
+         CREATE TABLE b2 (id int, v text); \
+         INSERT INTO b2 SELECT g, repeat('w', 100) FROM generate_series(1, 400000) g; \
+         CREATE INDEX b2_id ON b2 (id);",
+    );
+    let dump = src.tool("pg_dumpall", &[]);
+    drop(src);
+    let bucket = backup_of(&dump);
+    let Some(c) = target(None) else { return };
+    let out = restore(bucket.path(), &c, "postgres", &["--jobs", "2", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &report["stream"]["restore"]["phases"];
+    assert!(p["early_items"].as_u64().unwrap() >= 1, "{p:#}");
+    assert_eq!(c.sql("shop", "SELECT count(*) FROM b2"), "400000");
+    assert_eq!(
+        c.sql(
+            "shop",
+            "SELECT count(*) FROM pg_indexes WHERE tablename IN ('a1', 'b2')"
+        ),
+        "2"
+    );
 }

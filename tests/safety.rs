@@ -259,7 +259,7 @@ fn a_typo_in_old_db_never_drops_the_live_database() {
     assert!(e.contains("typo_db is not one the dump restores"), "{e}");
     assert_eq!(live(), "1");
     assert_eq!(b.sql("live", "SELECT x FROM precious"), "42");
-    // 3. A custom archive (databases unknown): the rename's SQL checks FROM first.
+    // 3. A custom archive through the loader: its databases are known as a plain dump's.
     let cust = tmp.path().join("custom");
     assert!(pack(&cust, ID, &custom, &[]).status.success());
     let plan = tmp.path().join("rename.toml");
@@ -269,6 +269,16 @@ fn a_typo_in_old_db_never_drops_the_live_database() {
     )
     .unwrap();
     let out = run(&cust, &["--plan", plan.to_str().unwrap()]);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(e.contains("typo_db is not one the dump restores"), "{e}");
+    assert_eq!(live(), "1");
+    // With --direct-pg-restore (databases unknown): the rename's SQL checks FROM first.
+    b.sql("postgres", "DROP TABLE public.orders");
+    let out = run(
+        &cust,
+        &["--plan", plan.to_str().unwrap(), "--direct-pg-restore"],
+    );
     let e = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{e}");
     assert!(

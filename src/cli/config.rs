@@ -86,6 +86,8 @@ pub(super) fn load_options(load: &LoadArgs) -> LoadOptions {
         jobs: load.jobs,
         trace: load.trace.clone(),
         verbose: false,
+        single_pass: load.single_pass,
+        direct_pg_restore: load.direct_pg_restore,
         spool_dir: load.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
     }
 }

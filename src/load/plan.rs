@@ -56,7 +56,7 @@ impl Unit {
 pub(crate) type Scheduled = (Locks, u64, Unit);
 
 /// One database's post-data, in its phases.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct PostData {
     /// Indexes and non-FK constraints.
     pub index: Vec<Scheduled>,
@@ -100,6 +100,9 @@ pub(crate) enum Op {
     Close,
     /// The next units are for this database (`\connect`).
     Database(String),
+    /// The last chunk of pg_dump's COPY of this table (canonical name) was handed over: once
+    /// those chunks are done, its post-data may start (when the plan knows it).
+    TableEnd(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,15 +201,19 @@ impl Planner {
             Item::Statement { text, meta } => self.statement(text, meta, out),
             Item::CopyStart { statement, table } => self.copy_start(statement, table, out),
             Item::CopyData(rows) => self.copy_data(rows, out)?,
-            Item::CopyEnd { crlf } => {
-                if let Some(CopyMode::Serial) = self.copy.take() {
+            Item::CopyEnd { crlf } => match self.copy.take() {
+                Some(CopyMode::Serial) => {
                     let end = crate::split::copy_end_line(crlf);
                     out.push(Op::Raw {
                         bytes: Bytes::from_static(end),
                         done: true,
                     });
                 }
-            }
+                Some(CopyMode::Parallel { table, .. }) => {
+                    out.push(Op::TableEnd(canonical_table(&table)))
+                }
+                None => {}
+            },
             Item::Meta(line) => self.meta(line, out),
         }
         Ok(())

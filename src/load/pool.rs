@@ -42,6 +42,9 @@ pub struct Config {
     pub verbose: bool,
     /// Write a line per unit here (`restore --trace FILE`).
     pub trace: Option<PathBuf>,
+    /// The first read's plan (two reads): each database's post-data starts as its tables'
+    /// rows are in.
+    pub layout: Option<std::sync::Arc<super::prescan::Layout>>,
     pub(crate) children: crate::child::Children,
 }
 
@@ -196,6 +199,17 @@ impl Pool {
     pub(crate) fn outstanding(&self, w: usize) -> u64 {
         let c = &self.conns[w];
         c.sent - c.done
+    }
+
+    /// Whether a chunk of `table` (canonical name) is queued or running anywhere.
+    pub(crate) fn table_in_flight(&self, table: &str) -> bool {
+        self.conns.iter().any(|c| {
+            c.inflight.iter().any(|u| {
+                u.as_ref()
+                    .and_then(|u| u.table.as_deref())
+                    .is_some_and(|t| super::sql::canonical_table(t) == table)
+            })
+        })
     }
 
     /// Whether connection `w` has a guarded COPY chunk not yet done.

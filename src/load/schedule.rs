@@ -65,13 +65,23 @@ impl<T> Schedule<T> {
         );
     }
 
-    /// The next item that may start now, if any: the caller has a connection idle.
-    pub(crate) fn next(&mut self) -> Option<(Ticket, T)> {
-        let i = (0..self.waiting.len()).find(|&i| {
+    /// Which waiting item may start now.
+    fn startable(&self) -> Option<usize> {
+        (0..self.waiting.len()).find(|&i| {
             let l = &self.waiting[i].locks;
             !self.running.iter().any(|(_, _, r)| r.conflicts(l))
                 && !self.waiting[..i].iter().any(|w| w.locks.conflicts(l))
-        })?;
+        })
+    }
+
+    /// Whether [`Schedule::next`] would hand out an item now.
+    pub(crate) fn ready(&self) -> bool {
+        self.startable().is_some()
+    }
+
+    /// The next item that may start now, if any: the caller has a connection idle.
+    pub(crate) fn next(&mut self) -> Option<(Ticket, T)> {
+        let i = self.startable()?;
         let w = self.waiting.remove(i);
         self.running.push((w.ticket, w.group, w.locks));
         Some((w.ticket, w.item))

@@ -21,7 +21,13 @@ fn plan(dump: &[u8], on_error_stop: bool) -> crate::error::Result<(Vec<String>, 
         p.item(i, &mut out)?;
     }
     p.finish(&mut out);
-    Ok((out.iter().map(describe).collect(), p))
+    // The end of a table's COPY matters only to a two-pass load (tested below).
+    let ops = out
+        .iter()
+        .filter(|o| !matches!(o, Op::TableEnd(_)))
+        .map(describe)
+        .collect();
+    Ok((ops, p))
 }
 
 fn first_line(b: &[u8]) -> String {
@@ -54,6 +60,7 @@ fn describe(op: &Op) -> String {
         ),
         Op::Close => "close".into(),
         Op::Database(d) => format!("database {d}"),
+        Op::TableEnd(t) => format!("table end {t}"),
     }
 }
 
@@ -291,4 +298,151 @@ proptest! {
             }
         }
     }
+}
+
+/// The first read's layout of `dump`.
+fn layout(dump: &[u8]) -> std::sync::Arc<super::Layout> {
+    let mut p = super::Prescan::new("the target".into(), false, 2);
+    p.write(dump).unwrap();
+    p.finish().unwrap().1
+}
+
+/// Two tables with data, a key on each, an index on `u` and a foreign key from `u` to `t`.
+fn two_tables() -> String {
+    let h = |name: &str, kind: &str| {
+        format!("--\n-- Name: {name}; Type: {kind}; Schema: public; Owner: me\n--\n\n")
+    };
+    format!(
+        "{}CREATE TABLE public.t (a int);\n\n{}CREATE TABLE public.u (a int, t int);\n\n\
+         {}COPY public.t (a) FROM stdin;\n1\n2\n\\.\n\n{}COPY public.u (a, t) FROM stdin;\n1\t1\n\\.\n\n\
+         {}ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (a);\n\n\
+         {}CREATE INDEX u_t ON public.u USING btree (t);\n\n\
+         {}ALTER TABLE ONLY public.u\n    ADD CONSTRAINT u_t_fkey FOREIGN KEY (t) REFERENCES public.t(a);\n\n\
+         {}CREATE TRIGGER g AFTER INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION f();\n",
+        h("t", "TABLE"),
+        h("u", "TABLE"),
+        h("t", "TABLE DATA"),
+        h("u", "TABLE DATA"),
+        h("t t_pkey", "CONSTRAINT"),
+        h("u_t", "INDEX"),
+        h("u u_t_fkey", "FK CONSTRAINT"),
+        h("t g", "TRIGGER"),
+    )
+}
+
+#[test]
+fn the_first_read_keeps_each_databases_post_data_with_exact_weights() {
+    let l = layout(two_tables().as_bytes());
+    assert_eq!(l.dbs.len(), 1);
+    let post = l.dbs[0].post.as_ref().expect("early");
+    assert_eq!(
+        (post.index.len(), post.fk.len(), post.rest.len()),
+        (2, 1, 1)
+    );
+    // t's rows are "1\n2\n": 4 bytes; u's "1\t1\n": 4.
+    assert_eq!(post.index[0].1, 4);
+    assert_eq!(l.data_bytes(), 8);
+    // The fixtures: every database with indexes gets them early, none falls back.
+    for dump in FIXTURES {
+        let l = layout(dump);
+        let (early, all) = l.early_databases();
+        assert!(early > 0 && early == all, "{early} of {all}");
+    }
+    // INDEX ATTACH and an unknown item keep one pass for their database, and say why.
+    let attach = format!(
+        "{HEAD}--\n-- Name: i; Type: INDEX ATTACH; Schema: public; Owner: me\n--\n\n\
+         ALTER INDEX public.p_pkey ATTACH PARTITION public.t_pkey;\n"
+    );
+    let l = layout(attach.as_bytes());
+    assert!(l.dbs[0].post.is_none() && l.dbs[0].single.is_some());
+    let index = "--\n-- Name: i; Type: INDEX; Schema: public; Owner: me\n--\n\n\
+                 CREATE INDEX i ON public.t USING btree (a);\n\n";
+    let unknown =
+        "--\n-- Name: x; Type: SOMETHING NEW; Schema: public; Owner: me\n--\n\nSELECT 1;\n\n";
+    // Before the indexes: they could not start before it.
+    let before = format!("{HEAD}{unknown}{index}");
+    assert!(layout(before.as_bytes()).dbs[0].post.is_none());
+    // After them: they start early, it runs after them, as in one pass.
+    let after = format!("{HEAD}{index}{unknown}");
+    assert_eq!(
+        layout(after.as_bytes()).dbs[0]
+            .post
+            .as_ref()
+            .unwrap()
+            .index
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_tables_post_data_is_released_when_its_rows_are_in_and_a_foreign_key_when_both_are() {
+    use super::early::Early;
+    let l = layout(two_tables().as_bytes());
+    let mut e = Early::new(l.dbs[0].post.as_ref().unwrap(), 2);
+    let t = "\"public\".\"t\"".to_string();
+    let u = "\"public\".\"u\"".to_string();
+    // Nothing before a COPY ended.
+    assert!(!e.release(|_| false));
+    assert!(e.schedule.next().is_none());
+    // t's COPY ended but a chunk is still in flight: not yet.
+    e.table_end(t.clone());
+    assert!(!e.release(|x| x == t));
+    // Now its key may run, and only it: the foreign key waits for u.
+    assert!(e.release(|_| false));
+    let (k1, job) = e.schedule.next().unwrap();
+    assert!(String::from_utf8_lossy(&job.3.text).contains("t_pkey"));
+    assert!(e.schedule.next().is_none());
+    e.table_end(u);
+    assert!(e.release(|_| false));
+    // u's index runs beside t's key; the foreign key waits for both.
+    let (k2, job) = e.schedule.next().unwrap();
+    assert!(String::from_utf8_lossy(&job.3.text).contains("u_t "));
+    assert!(e.schedule.next().is_none());
+    e.schedule.finished(k1);
+    assert!(e.schedule.next().is_none());
+    e.schedule.finished(k2);
+    let (k3, job) = e.schedule.next().unwrap();
+    assert!(String::from_utf8_lossy(&job.3.text).contains("FOREIGN KEY"));
+    e.schedule.finished(k3);
+    assert!(e.is_done());
+}
+
+#[test]
+fn an_item_on_a_table_without_a_copy_waits_for_the_end_of_the_data() {
+    use super::early::Early;
+    let l = layout(two_tables().as_bytes());
+    let mut e = Early::new(l.dbs[0].post.as_ref().unwrap(), 2);
+    e.table_end("\"public\".\"other\"".into());
+    assert!(!e.release(|_| false));
+    e.release_all();
+    let mut n = 0;
+    while let Some((k, _)) = e.schedule.next() {
+        e.schedule.finished(k);
+        n += 1;
+    }
+    assert_eq!(n, 3);
+    assert!(e.is_done());
+}
+
+#[test]
+fn the_first_difference_between_two_reads_is_named() {
+    let a = layout(two_tables().as_bytes());
+    let changed = two_tables().replace(
+        "u_t ON public.u USING btree (t)",
+        "u_t ON public.u USING hash (t)",
+    );
+    let b = layout(changed.as_bytes());
+    let (pa, pb) = (
+        a.dbs[0].post.as_ref().unwrap(),
+        b.dbs[0].post.as_ref().unwrap(),
+    );
+    assert!(super::early::first_difference(pa, pa).is_none());
+    let d = super::early::first_difference(pa, pb).unwrap();
+    assert!(
+        d.contains("index or constraint 2") && d.contains("hash"),
+        "{d}"
+    );
+    let none = super::early::first_difference(pa, &Default::default()).unwrap();
+    assert!(none.contains("nothing in the second"), "{none}");
 }

@@ -65,7 +65,8 @@ impl Kind for Restore {
             .backup
             .take()
             .ok_or_else(|| Error::Plan("the restore stage can run once per invocation".into()))?;
-        let out = ctx.output.take().expect("one restore stage");
+        let mut out = ctx.output.take().expect("one restore stage");
+        let first = first_read(&plan, &mut out, ctx).await?;
         let r = pipeline::run(
             plan,
             &out,
@@ -89,11 +90,14 @@ impl Kind for Restore {
             r.dump_kind.describe(),
             r.seconds
         );
+        if let Some(f) = first {
+            detail.push_str(&format!(" (after {f})"));
+        }
         if let Some(c) = &r.restore {
             if let Some(p) = c.phases.as_ref().filter(|p| p.connections > 1) {
                 detail.push_str(&format!(
                     "; over {} connections: schema {:.1}s, data {:.1}s ({} rows, {} in {} chunks), \
-                     indexes and constraints {:.1}s, foreign keys {:.1}s, the rest {:.1}s",
+                     indexes and constraints {:.1}s{}, foreign keys {:.1}s, the rest {:.1}s",
                     p.connections,
                     p.schema_seconds,
                     p.data_seconds,
@@ -101,6 +105,11 @@ impl Kind for Restore {
                     crate::format_bytes(p.data_bytes),
                     p.copy_chunks,
                     p.index_seconds,
+                    if p.early_items > 0 {
+                        format!(" after the data ({} of {} items during it)", p.early_items, p.parallel_items)
+                    } else {
+                        String::new()
+                    },
                     p.fk_seconds,
                     p.rest_seconds
                 ));
@@ -147,4 +156,44 @@ pub(crate) fn dump_databases(r: &Report, target: &ConnInfo) -> Option<Vec<String
     } else {
         dbs.clone()
     })
+}
+
+/// The first of two reads, when the load takes two and the plan did not already make it
+/// (as the read before destructive stages); then the listing checked again, so that a backup
+/// rewritten since fails before the second read sends anything. Returns what to say of it.
+async fn first_read(
+    plan: &std::sync::Arc<pipeline::PreparedBackup>,
+    out: &mut crate::sink::Output,
+    ctx: &StageContext<'_>,
+) -> Result<Option<String>> {
+    let mut said = None;
+    if let Some(first) = out.first_read() {
+        (ctx.notify)(
+            "reading the backup to plan the load (the first of two reads; --single-pass reads once)",
+        );
+        let r = pipeline::run(
+            plan.clone(),
+            &first,
+            RunOptions {
+                progress: ctx.progress,
+                hash: false,
+                count_rows: true,
+                part_digests: false,
+                shutdown: ctx.shutdown.clone(),
+            },
+        )
+        .await?;
+        if let Some(l) = r.layout.clone() {
+            let (early, all) = l.early_databases();
+            said = Some(format!(
+                "a first read of {:.1}s: {early} of {all} databases with post-data build it during their data",
+                r.seconds
+            ));
+            out.set_layout(l);
+        }
+    }
+    if out.has_layout() {
+        pipeline::recheck(plan).await?;
+    }
+    Ok(said)
 }
