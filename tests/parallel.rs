@@ -629,7 +629,7 @@ fn a_corrupt_part_mid_stream_or_a_truncated_stream_stops_every_connection() {
 fn a_corrupt_part_stops(dump: &[u8]) {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("dump.sql");
-    std::fs::write(&file, &dump).unwrap();
+    std::fs::write(&file, dump).unwrap();
     let bucket = tmp.path().join("b");
     std::fs::create_dir(&bucket).unwrap();
     let parts = split_file_gz(&file, &bucket);
