@@ -1,8 +1,11 @@
 //! `restore --jobs N` on plain dumps (issue 12): an equivalence corpus of real pg_dumpall and
 //! pg_dump outputs, restored over 1 to 4 connections and compared with `psql -f` of the same
 //! dump into another fresh cluster (the schema as pg_dump prints it, every table's rows,
-//! sequences, large objects); and the faults: an SQL error in a data chunk, Ctrl-C and
-//! SIGTERM in the data and in the index phase, a connection refused, a corrupt stream.
+//! sequences, large objects), in one read and in two (issue 20); custom archives through
+//! pg_restore --file=- into the same loader, compared with pg_restore; and the faults, for
+//! plain dumps and custom archives: an SQL error in a data chunk, Ctrl-C and SIGTERM in the
+//! data and in the index phase, a connection refused, a corrupt stream, a backup rewritten
+//! between the two reads.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
