@@ -438,13 +438,7 @@ impl Loader {
             self.schedule(post.fk, Vec::new())?;
             (t1, Instant::now())
         };
-        for u in post.rest {
-            self.serial(u, "rest")?;
-        }
-        self.wait_all_idle()?;
-        self.clock
-            .post_end(&mut self.planner.phases, &db, (t0, t1, t2));
-        Ok(())
+        self.post_rest(post.rest, &db, (t0, t1, t2))
     }
 
     /// The post-data known from the first read: the second read's must be the same; what
@@ -476,12 +470,22 @@ impl Loader {
         let t0 = Instant::now();
         let t1 = self.run_schedule(e.schedule, e.on)?;
         let t2 = Instant::now();
-        for u in post.rest {
+        self.post_rest(post.rest, &db, (t0, t1, t2))
+    }
+
+    /// The rest of the post-data, serially in dump order; then the phases timed (`times`:
+    /// the post-data's start, the indexes' end, the foreign keys' end).
+    fn post_rest(
+        &mut self,
+        rest: Vec<Unit>,
+        db: &str,
+        times: (Instant, Instant, Instant),
+    ) -> Result<()> {
+        for u in rest {
             self.serial(u, "rest")?;
         }
         self.wait_all_idle()?;
-        self.clock
-            .post_end(&mut self.planner.phases, &db, (t0, t1, t2));
+        self.clock.post_end(&mut self.planner.phases, db, times);
         Ok(())
     }
 

@@ -374,17 +374,7 @@ pub async fn prepare_restore(
                 conn_arg(&opts.target)
             );
             (
-                Output::PsqlParallel {
-                    program,
-                    conn: opts.target.clone(),
-                    on_error_stop,
-                    jobs,
-                    verbose: opts.load.verbose,
-                    trace: opts.load.trace.clone(),
-                    two_pass,
-                    layout: None,
-                    script: None,
-                },
+                loader_output(opts, program, on_error_stop, jobs, two_pass, None),
                 line,
             )
         }
@@ -397,17 +387,7 @@ pub async fn prepare_restore(
                 conn_arg(&opts.target)
             );
             (
-                Output::PsqlParallel {
-                    program,
-                    conn: opts.target.clone(),
-                    on_error_stop,
-                    jobs: 1,
-                    verbose: opts.load.verbose,
-                    trace: opts.load.trace.clone(),
-                    two_pass: false,
-                    layout: None,
-                    script: None,
-                },
+                loader_output(opts, program, on_error_stop, 1, false, None),
                 line,
             )
         }
@@ -993,8 +973,29 @@ fn custom_through_loader(
             "then indexes, constraints and foreign keys"
         },
     );
-    let output = Output::PsqlParallel {
-        program: psql,
+    let output = loader_output(
+        opts,
+        psql,
+        on_error_stop,
+        jobs,
+        two_pass,
+        Some(crate::sink::PgRestoreScript { program, args }),
+    );
+    Ok((output, line))
+}
+
+/// The loader's output: `jobs` psql connections to the target, with `-v` and `--trace` as
+/// asked; a custom archive's SQL from `script`.
+fn loader_output(
+    opts: &RestoreOptions,
+    program: PathBuf,
+    on_error_stop: bool,
+    jobs: u32,
+    two_pass: bool,
+    script: Option<crate::sink::PgRestoreScript>,
+) -> Output {
+    Output::PsqlParallel {
+        program,
         conn: opts.target.clone(),
         on_error_stop,
         jobs,
@@ -1002,7 +1003,6 @@ fn custom_through_loader(
         trace: opts.load.trace.clone(),
         two_pass,
         layout: None,
-        script: Some(crate::sink::PgRestoreScript { program, args }),
-    };
-    Ok((output, line))
+        script,
+    }
 }
