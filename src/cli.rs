@@ -494,7 +494,7 @@ pub struct LoadArgs {
     #[arg(long)]
     pub direct_pg_restore: bool,
 
-    /// With --jobs N (N > 1) on a plain dump: read the backup once, building every index
+    /// With --jobs N (N > 1): read the backup once, building every index
     /// after all of a database's data. By default it is read twice: first to learn each
     /// database's post-data and table sizes (the same read as the one before destructive
     /// stages, when the plan has one, so it costs nothing more there), then to load it, each
@@ -502,12 +502,13 @@ pub struct LoadArgs {
     #[arg(long)]
     pub single_pass: bool,
 
-    /// Write one JSON line per unit of work of a plain dump's load here (what, which table,
+    /// Write one JSON line per unit of work of the load here (what, which table,
     /// bytes, rows, connection, start, end), for `a9s-recover simulate`.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
 
-    /// Where --jobs spools the archive [default: the system temp directory].
+    /// Where --direct-pg-restore --jobs N spools a custom archive [default: the system temp
+    /// directory].
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
 

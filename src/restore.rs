@@ -319,6 +319,18 @@ pub async fn prepare_restore(
             ));
         }
     }
+    if opts.load.direct_pg_restore && format == DumpFormat::Sql {
+        backup.notices.push(format!(
+            "--direct-pg-restore applies to custom-format archives; this dump is {}, loaded through psql, so it is ignored",
+            dump_kind.describe()
+        ));
+    }
+    if opts.load.single_pass && opts.load.jobs.unwrap_or(1) < 2 {
+        backup.notices.push(
+            "--single-pass matters only with --jobs N (N > 1): one connection always reads the backup once"
+                .into(),
+        );
+    }
     if let Some(t) = &opts.load.trace {
         if format == DumpFormat::Sql || !opts.load.direct_pg_restore {
             // Before any stage runs: a trace that cannot be written would fail the stream
