@@ -131,3 +131,15 @@ impl Transcode {
         inner.finish()
     }
 }
+
+impl Drop for Transcode {
+    /// Not finished (the stream failed, or was interrupted): pg_restore is stopped, and the
+    /// loader behind it dropped here, its connections killed, before we go on: never left
+    /// to a thread that the process may outlive.
+    fn drop(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            self.child.kill();
+            let _ = reader.join();
+        }
+    }
+}
