@@ -74,8 +74,6 @@ pub(crate) struct Loader {
     early: Option<Early>,
     /// Which stretch of the stream (between `\connect`s) this is, for the layout.
     stretch: usize,
-    /// COPY bytes sent, over the whole dump (the progress of `-v`).
-    sent_bytes: u64,
 }
 
 impl Loader {
@@ -104,7 +102,6 @@ impl Loader {
             rows: Default::default(),
             early: None,
             stretch: 0,
-            sent_bytes: 0,
         };
         loader.set_stretch();
         Ok(loader)
@@ -332,13 +329,13 @@ impl Loader {
 
     fn send(&mut self, w: usize, unit: Unit, kind: &'static str) -> Result<()> {
         self.clock.sending(w, &unit.text, unit.rows.as_deref());
-        if let Some(r) = &unit.rows {
-            self.sent_bytes += r.len() as u64;
+        if self.clock.tick_due() {
+            let total = self.cfg.layout.as_ref().map(|l| l.data_bytes());
+            let post = self.early.as_ref().map(|e| (e.started, e.items()));
+            let db = self.describe_db();
+            let planned = self.planner.phases.data_bytes;
+            self.clock.tick(&db, planned, total, post);
         }
-        let total = self.cfg.layout.as_ref().map(|l| l.data_bytes());
-        let post = self.early.as_ref().map(|e| (e.started, e.items()));
-        let db = self.describe_db();
-        self.clock.tick(&db, self.sent_bytes, total, post);
         let pool = self.pool.as_mut().expect("open");
         if let Some(t) = &mut self.trace {
             t.sent(kind, &unit, w, pool.counts(w).0 + 1);

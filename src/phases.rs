@@ -112,6 +112,12 @@ impl Clock {
     /// `-v`, at most every [`TICK`]: how far the load is: COPY bytes sent of the total the
     /// first read counted (with two reads), post-data items started of the database's, and
     /// an estimate of the data's end.
+    /// Whether a progress line is due (`-v`, and [`TICK`] since the last): the caller
+    /// gathers what [`Clock::tick`] says only then, not for every unit.
+    pub(crate) fn tick_due(&self) -> bool {
+        self.verbose && self.last_tick.elapsed() >= TICK
+    }
+
     pub(crate) fn tick(
         &mut self,
         db: &str,
@@ -119,7 +125,7 @@ impl Clock {
         total: Option<u64>,
         post: Option<(u64, u64)>,
     ) {
-        if !self.verbose || self.last_tick.elapsed() < TICK {
+        if !self.tick_due() {
             return;
         }
         self.last_tick = std::time::Instant::now();
