@@ -404,6 +404,10 @@ pub enum Error {
     #[error("{0}")]
     Config(String),
 
+    /// A pick (`--database`, `--schema`, `--table`, `--into`) this dump cannot serve.
+    #[error("{reason}. Nothing that was not picked was sent.")]
+    Pick { reason: String },
+
     /// A stage stopped because another stage failed; never shown when the real error is known.
     #[error("stopped because another stage failed")]
     Aborted,
@@ -414,6 +418,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::BadLocation { .. } => "bad_location",
+            Error::Pick { .. } => "pick",
             Error::LocationMissing { .. } => "location_missing",
             Error::NoSuchBackup { .. } => "no_such_backup",
             Error::MissingParts { .. } => "missing_parts",

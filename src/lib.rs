@@ -70,6 +70,7 @@ pub mod load;
 pub mod pack;
 pub mod pg;
 pub mod phases;
+pub mod pick;
 mod pipe;
 pub mod pipeline;
 pub mod plan;

@@ -28,6 +28,24 @@ pub struct Header {
     pub name: String,
     /// The object type: `TABLE`, `TABLE DATA`, `INDEX`, `FK CONSTRAINT`, …
     pub kind: String,
+    /// The schema as the header writes it (not quoted; `-` for an object in none).
+    pub schema: String,
+    /// What follows the schema, as written (`; Owner: me`, `; Owner: me; Tablespace: ts`).
+    pub tail: String,
+}
+
+impl Header {
+    /// The header's line as pg_dump writes it, with the `--` lines around it.
+    pub fn to_lines(&self) -> String {
+        format!(
+            "--\n-- {}Name: {}; Type: {}; Schema: {}{}\n--\n\n",
+            if self.data { "Data for " } else { "" },
+            self.name,
+            self.kind,
+            self.schema,
+            self.tail
+        )
+    }
 }
 
 /// What a pg_dump object header's type means to the loader, parsed once from
@@ -727,10 +745,14 @@ fn parse_header(line: &[u8]) -> Option<Header> {
         if let Some(end) = after.find("; Schema: ") {
             let kind = &after[..end];
             if !kind.is_empty() && kind.bytes().all(|b| b.is_ascii_uppercase() || b == b' ') {
+                let after = &after[end + "; Schema: ".len()..];
+                let (schema, tail) = after.split_at(after.find("; ").unwrap_or(after.len()));
                 return Some(Header {
                     data,
                     name: rest[..at].to_string(),
                     kind: kind.to_string(),
+                    schema: schema.to_string(),
+                    tail: tail.to_string(),
                 });
             }
         }
@@ -811,13 +833,17 @@ mod tests {
                     Item::Header(Header {
                         data: false,
                         name: "t".into(),
-                        kind: "TABLE".into()
+                        kind: "TABLE".into(),
+                        schema: "public".into(),
+                        tail: "; Owner: me".into(),
                     }),
                     stmt("CREATE TABLE public.t (a text);\n"),
                     Item::Header(Header {
                         data: true,
                         name: "t".into(),
-                        kind: "TABLE DATA".into()
+                        kind: "TABLE DATA".into(),
+                        schema: "public".into(),
+                        tail: "; Owner: me".into(),
                     }),
                     Item::CopyStart {
                         statement: b"COPY public.t (a) FROM stdin;\n".to_vec(),

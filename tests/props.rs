@@ -206,6 +206,8 @@ proptest! {
             data: false,
             name: "t".into(),
             kind: "TABLE".into(),
+            schema: "public".into(),
+            tail: "; Owner: me".into(),
         })];
         for s in &statements {
             // The comment of the fourth form opens the statement; text keeps it.
