@@ -350,6 +350,71 @@ pub struct RecoverArgs {
     /// Replace an existing --output file.
     #[arg(long, requires = "output")]
     pub force: bool,
+
+    #[command(flatten)]
+    pub pick: PickArgs,
+}
+
+/// Restore part of a backup (plain dumps: pg_dump and pg_dumpall SQL).
+#[derive(Debug, Args, Default)]
+pub struct PickArgs {
+    /// Only this database of a pg_dumpall (repeatable). With it the output is a plain dump
+    /// of just that database, which creates it as pg_dump --create would.
+    #[arg(
+        long = "database",
+        value_name = "NAME",
+        help_heading = "Picking part of a backup"
+    )]
+    pub databases: Vec<String>,
+
+    /// Only the objects of this schema, with their data (repeatable). As in SQL, an unquoted
+    /// name folds to lower case: "MySchema" keeps its case.
+    #[arg(
+        long = "schema",
+        value_name = "NAME",
+        help_heading = "Picking part of a backup"
+    )]
+    pub schemas: Vec<String>,
+
+    /// Only this table (or view, sequence), with what belongs to it as pg_dump -t brings it:
+    /// its data, indexes, keys, triggers, policies, comments, grants, column defaults, owned
+    /// sequences, and a partitioned table's partitions. Not brought: types, functions, its
+    /// schema, tables a foreign key references (such a key is left out and reported), and
+    /// inheritance children. SCHEMA.TABLE or TABLE (in any schema); repeatable.
+    #[arg(
+        long = "table",
+        value_name = "[SCHEMA.]TABLE",
+        help_heading = "Picking part of a backup"
+    )]
+    pub tables: Vec<String>,
+
+    /// Only the rows (and sequence values) of what is picked, for tables that exist.
+    #[arg(
+        long,
+        conflicts_with = "schema_only",
+        help_heading = "Picking part of a backup"
+    )]
+    pub data_only: bool,
+
+    /// Only the definitions of what is picked, no rows.
+    #[arg(long, help_heading = "Picking part of a backup")]
+    pub schema_only: bool,
+
+    /// Restore the picked database under this new name: CREATE DATABASE, ALTER DATABASE,
+    /// its comment and grants and every \connect name it instead; the old name is never
+    /// used.
+    #[arg(
+        long,
+        value_name = "NEWNAME",
+        help_heading = "Picking part of a backup"
+    )]
+    pub into: Option<String>,
+
+    /// With a pick, keep a pg_dumpall's roles and tablespaces too. Not the default: on a live
+    /// cluster the dump's ALTER ROLE would set existing roles' passwords and attributes back
+    /// to the backup's.
+    #[arg(long, help_heading = "Picking part of a backup")]
+    pub globals: bool,
 }
 
 #[derive(Debug, Args)]
@@ -900,10 +965,28 @@ fn describe_plan(plan: &PreparedBackup, ui: Ui) {
 }
 
 async fn recover(args: RecoverArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Result<()> {
+    let mut pick = config::pick(&args.pick)?;
+    if let Some(p) = &mut pick {
+        // A plain dump of tables loads into any database, as pg_dump -t's does.
+        p.no_connect = true;
+    }
     let source = open_source(&args.source).await?;
     let output = match &args.output {
         Some(path) => Output::file(path.clone(), args.force),
         None => Output::Stdout,
+    };
+    let to_stdout = output == Output::Stdout;
+    let slot = a9s_recover::sink::PickSlot::default();
+    let output = match pick {
+        Some(p) => {
+            ui.notice(&format!("picking: {}", p.describe()));
+            Output::Picked {
+                pick: std::sync::Arc::new(p),
+                inner: Box::new(output),
+                report: slot.clone(),
+            }
+        }
+        None => output,
     };
     output.preflight()?;
     let backup_id = args
@@ -935,7 +1018,7 @@ async fn recover(args: RecoverArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
                 (_, true) => eprintln!(
                     "a9s-recover: what was written to {} is incomplete: do not use it",
                     match &args.output {
-                        Some(p) if output != Output::Stdout => p.display().to_string(),
+                        Some(p) if !to_stdout => p.display().to_string(),
                         _ => "standard output".into(),
                     }
                 ),
@@ -952,6 +1035,9 @@ async fn recover(args: RecoverArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
         }
     };
     describe_report(&report, ui);
+    if let Some(r) = slot.get() {
+        describe_pick(&r, ui);
+    }
     if let Some(path) = &args.output {
         ui.notice(&format!(
             "recovered {} ({}, {}) to {} in {:.1}s",
@@ -963,6 +1049,41 @@ async fn recover(args: RecoverArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
         ));
     }
     Ok(())
+}
+
+fn describe_pick(r: &a9s_recover::pick::PickReport, ui: Ui) {
+    let names: Vec<String> = r
+        .relations
+        .iter()
+        .take(10)
+        .map(ToString::to_string)
+        .collect();
+    ui.notice(&format!(
+        "picked: {} of {} items{}{}",
+        r.items_kept,
+        r.items_kept + r.items_dropped,
+        if r.databases.is_empty() {
+            String::new()
+        } else {
+            format!(", database {}", r.databases.join(", "))
+        },
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {}{}",
+                names.join(", "),
+                if r.relations.len() > 10 {
+                    format!(" and {} more", r.relations.len() - 10)
+                } else {
+                    String::new()
+                }
+            )
+        }
+    ));
+    for l in &r.left_out {
+        ui.notice(&format!("left out: {l}"));
+    }
 }
 
 fn describe_report(r: &Report, ui: Ui) {

@@ -83,6 +83,10 @@ pub struct Pick {
     pub into: Option<String>,
     /// The dump's roles and tablespaces (a pg_dumpall's globals) come along.
     pub globals: bool,
+    /// With a table or schema pick (and no `--into`), no `\connect`: the objects go into
+    /// whichever database the output is loaded into, as pg_dump -t writes them (the plain
+    /// form). Otherwise the dump's `\connect` takes them to the database of their name.
+    pub no_connect: bool,
 }
 
 /// Parses one SQL identifier: unquoted folds to lower case, `"…"` is taken as it is.
@@ -413,6 +417,19 @@ impl State {
             Some(l) if !picked => l.extend_from_slice(bytes),
             Some(_) => {
                 let l = self.lazy.take().expect("some");
+                if self.pick.no_connect
+                    && self.db.as_ref().is_some_and(|d| {
+                        !self.report.databases.is_empty() && !self.report.databases.contains(d)
+                    })
+                {
+                    return self.fail(Error::Pick {
+                        reason: format!(
+                            "the picks match objects in databases {} and {}, and this output has no \\connect to tell them apart: add --database NAME",
+                            self.report.databases.join(", "),
+                            self.db.as_deref().unwrap_or_default()
+                        ),
+                    });
+                }
                 if let Some(db) = &self.db {
                     if !self.report.databases.contains(db) {
                         self.report.databases.push(db.clone());
@@ -670,6 +687,8 @@ impl State {
                 line.push(b'\n');
                 if self.pick.whole_databases() {
                     self.send(&line, true);
+                } else if self.pick.no_connect {
+                    self.lazy = Some(Vec::new());
                 } else {
                     self.lazy = Some(line);
                 }

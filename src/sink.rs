@@ -61,6 +61,14 @@ pub enum Output {
         jobs: u32,
         script: Option<PgRestoreScript>,
     },
+    /// Only what a pick selects of a plain dump, as a plain dump, into `inner` (standard
+    /// output or a file). See `pick`.
+    Picked {
+        pick: std::sync::Arc<crate::pick::Pick>,
+        inner: Box<Output>,
+        /// What the pick matched and left out, once the stream ended well.
+        report: PickSlot,
+    },
     /// `pg_restore` reading a custom-format archive.
     PgRestore {
         program: PathBuf,
@@ -74,6 +82,68 @@ pub enum Output {
 }
 
 pub use crate::child::ChildSummary;
+
+/// Where a picked output leaves its [`crate::pick::PickReport`] (equal to any other: it is
+/// an outcome, not a setting).
+#[derive(Debug, Clone, Default)]
+pub struct PickSlot(pub std::sync::Arc<std::sync::Mutex<Option<crate::pick::PickReport>>>);
+
+impl PartialEq for PickSlot {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for PickSlot {}
+
+impl PickSlot {
+    /// The report, once the stream ended.
+    pub fn get(&self) -> Option<crate::pick::PickReport> {
+        self.0.lock().ok().and_then(|r| r.clone())
+    }
+}
+
+/// A pick in front of a sink.
+#[derive(Debug)]
+pub(crate) struct Picked {
+    picker: crate::pick::Picker,
+    inner: Sink,
+    slot: PickSlot,
+    /// The first bytes were looked at: a custom archive is refused.
+    checked: bool,
+}
+
+impl Picked {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        if !self.checked {
+            self.checked = true;
+            if data.starts_with(b"PGDMP") {
+                return Err(Error::Pick {
+                    reason: "--database, --schema, --table and --into need a plain dump (pg_dump or pg_dumpall SQL) here; this backup is a custom-format archive: use `restore` with the picks, or pg_restore -t/-n on the recovered archive".into(),
+                });
+            }
+        }
+        self.picker.feed(data)?;
+        let out = self.picker.take();
+        if out.is_empty() {
+            return Ok(());
+        }
+        self.inner.write(&out)
+    }
+
+    fn commit(mut self) -> Result<Committed> {
+        let report = self.picker.finish()?;
+        let out = self.picker.take();
+        if !out.is_empty() {
+            self.inner.write(&out)?;
+        }
+        let c = self.inner.commit()?;
+        if let Ok(mut r) = self.slot.0.lock() {
+            *r = Some(report);
+        }
+        Ok(c)
+    }
+}
 
 /// `pg_restore ARGS --file=-`: a custom-format archive turned into the SQL it would run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +209,7 @@ impl Output {
     /// Whether what was written cannot be taken back: standard output, a FIFO, a device.
     pub fn is_stream(&self) -> bool {
         match self {
+            Output::Picked { inner, .. } => inner.is_stream(),
             Output::Stdout => true,
             Output::File { path, .. } => path_kind(path).ok() == Some(PathKind::Stream),
             _ => false,
@@ -149,6 +220,9 @@ impl Output {
     /// a directory or anything else that is not a regular file, a FIFO or a character device;
     /// a `FILE.partial` that is not a regular file of ours.
     pub fn preflight(&self) -> Result<()> {
+        if let Output::Picked { inner, .. } = self {
+            return inner.preflight();
+        }
         let Output::File { path, force } = self else {
             return Ok(());
         };
@@ -256,6 +330,16 @@ impl Output {
                     })
             }
             Output::PsqlParallel { .. } => self.open_loader(children),
+            Output::Picked {
+                pick,
+                inner,
+                report,
+            } => Ok(Sink::Picked(Box::new(Picked {
+                picker: crate::pick::Picker::new(pick.clone()),
+                inner: inner.open(children)?,
+                slot: report.clone(),
+                checked: false,
+            }))),
             Output::Prescan {
                 target,
                 on_error_stop,
@@ -322,6 +406,8 @@ pub(crate) enum Sink {
     Prescan(Box<crate::load::Prescan>),
     /// A custom archive's SQL, from pg_restore, into the loader or the prescan.
     Transcoded(Box<transcode::Transcode>),
+    /// What a pick selects, into another sink.
+    Picked(Box<Picked>),
 }
 
 impl Sink {
@@ -357,6 +443,7 @@ impl Sink {
             Sink::Parallel(p) => p.write(data),
             Sink::Prescan(p) => p.write(data),
             Sink::Transcoded(t) => t.write(data),
+            Sink::Picked(p) => p.write(data),
             Sink::Spool(s) => s
                 .file
                 .as_mut()
@@ -385,6 +472,7 @@ impl Sink {
             Sink::Parallel(p) => child(p.finish()),
             Sink::Prescan(p) => p.finish().map(|(c, l)| (Some(c), Some(l))),
             Sink::Transcoded(t) => t.finish(),
+            Sink::Picked(p) => p.commit(),
         }
     }
 }

@@ -11,6 +11,7 @@ mod faults;
 mod hostile;
 mod pack_verify;
 mod parallel;
+mod pick;
 mod props;
 mod restore;
 mod safety;

@@ -11,9 +11,46 @@ use a9s_recover::source::{AzureAuth, CloudOptions, StorageKind};
 use a9s_recover::{Secret, Shutdown};
 
 use super::{
-    AzureAuthArg, FetchArgs, FormatArg, InflateArg, KdfArgs, LoadArgs, MdArg, RestoreArgs,
-    SourceArgs, StorageArg,
+    AzureAuthArg, FetchArgs, FormatArg, InflateArg, KdfArgs, LoadArgs, MdArg, PickArgs,
+    RestoreArgs, SourceArgs, StorageArg,
 };
+
+/// The pick of `--database`, `--schema`, `--table`, …; None for the whole backup.
+pub(super) fn pick(args: &PickArgs) -> anyhow::Result<Option<a9s_recover::pick::Pick>> {
+    use a9s_recover::pick::{Content, Pick};
+    let pick = Pick {
+        databases: args.databases.clone(),
+        schemas: args
+            .schemas
+            .iter()
+            .map(|s| Pick::parse_schema(s))
+            .collect::<Result<_, _>>()?,
+        tables: args
+            .tables
+            .iter()
+            .map(|t| Pick::parse_table(t))
+            .collect::<Result<_, _>>()?,
+        content: match (args.data_only, args.schema_only) {
+            (true, _) => Content::DataOnly,
+            (_, true) => Content::SchemaOnly,
+            _ => Content::All,
+        },
+        into: args.into.clone(),
+        globals: args.globals,
+        no_connect: false,
+    };
+    pick.check()?;
+    if pick.is_everything() {
+        if args.globals {
+            return Err(a9s_recover::Error::Config(
+                "--globals is for a pick (--database, --schema, --table): without one the whole backup comes, roles and all".into(),
+            )
+            .into());
+        }
+        return Ok(None);
+    }
+    Ok(Some(pick))
+}
 
 pub(super) fn request(
     backup_id: &str,
