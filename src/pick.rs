@@ -93,21 +93,7 @@ pub struct Pick {
 fn parse_ident(s: &str) -> Option<(String, &str)> {
     let s = s.trim_start();
     if let Some(q) = s.strip_prefix('"') {
-        let mut name = String::new();
-        let mut chars = q.char_indices().peekable();
-        while let Some((i, c)) = chars.next() {
-            if c == '"' {
-                if chars.peek().map(|&(_, c)| c) == Some('"') {
-                    name.push('"');
-                    chars.next();
-                } else {
-                    return (!name.is_empty()).then(|| (name, &q[i + 1..]));
-                }
-            } else {
-                name.push(c);
-            }
-        }
-        return None;
+        return crate::split::quoted_ident(q).filter(|(name, _)| !name.is_empty());
     }
     let end = s.find(['.', '"']).unwrap_or(s.len());
     let word = s[..end].trim();

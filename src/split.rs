@@ -704,23 +704,29 @@ pub(crate) fn parse_qualified(s: &str) -> Option<(String, &str)> {
     }
 }
 
+/// The rest of a quoted identifier after its opening `"`: the name (`""` read as `"`) and
+/// what follows the closing quote.
+pub(crate) fn quoted_ident(q: &str) -> Option<(String, &str)> {
+    let mut name = String::new();
+    let mut chars = q.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c == '"' {
+            if chars.peek().map(|&(_, c)| c) == Some('"') {
+                name.push('"');
+                chars.next();
+            } else {
+                return Some((name, &q[i + 1..]));
+            }
+        } else {
+            name.push(c);
+        }
+    }
+    None
+}
+
 fn parse_ident(s: &str) -> Option<(String, &str)> {
     if let Some(q) = s.strip_prefix('"') {
-        let mut name = String::new();
-        let mut chars = q.char_indices().peekable();
-        while let Some((i, c)) = chars.next() {
-            if c == '"' {
-                if chars.peek().map(|&(_, c)| c) == Some('"') {
-                    name.push('"');
-                    chars.next();
-                } else {
-                    return Some((name, &q[i + 1..]));
-                }
-            } else {
-                name.push(c);
-            }
-        }
-        return None;
+        return quoted_ident(q);
     }
     let end = s
         .char_indices()
