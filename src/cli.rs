@@ -591,6 +591,9 @@ pub struct LoadArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub pick: PickArgs,
 }
 
 #[derive(Debug, Args)]
@@ -1052,37 +1055,8 @@ async fn recover(args: RecoverArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
 }
 
 fn describe_pick(r: &a9s_recover::pick::PickReport, ui: Ui) {
-    let names: Vec<String> = r
-        .relations
-        .iter()
-        .take(10)
-        .map(ToString::to_string)
-        .collect();
-    ui.notice(&format!(
-        "picked: {} of {} items{}{}",
-        r.items_kept,
-        r.items_kept + r.items_dropped,
-        if r.databases.is_empty() {
-            String::new()
-        } else {
-            format!(", database {}", r.databases.join(", "))
-        },
-        if names.is_empty() {
-            String::new()
-        } else {
-            format!(
-                ", {}{}",
-                names.join(", "),
-                if r.relations.len() > 10 {
-                    format!(" and {} more", r.relations.len() - 10)
-                } else {
-                    String::new()
-                }
-            )
-        }
-    ));
-    for l in &r.left_out {
-        ui.notice(&format!("left out: {l}"));
+    for l in r.lines() {
+        ui.notice(&l);
     }
 }
 
@@ -1294,7 +1268,7 @@ async fn restore_inner(
     };
     let vars = parse_vars(&args.vars)?;
     let (source, req) = backup_request(&args.backup, ui, &shutdown).await?;
-    let mut opts = config::restore_options(&args, target, ui.progress, shutdown.clone());
+    let mut opts = config::restore_options(&args, target, ui.progress, shutdown.clone())?;
     opts.load.verbose = ui.verbose;
     let prepared =
         restore::prepare_restore(source, &req, &plan_name, &plan_file, &vars, &opts).await?;
@@ -1374,6 +1348,8 @@ async fn drill_inner(
     let tools = PgTools {
         bin_dir: args.load.pg_bin.clone(),
     };
+    // A pick that cannot be is said before a cluster is made for it.
+    config::pick(&args.load.pick)?;
     let (source, req) = backup_request(&args.backup, ui, &shutdown).await?;
     ui.notice("starting a throwaway PostgreSQL cluster");
     // initdb and pg_ctl take seconds: off the async runtime.
@@ -1383,7 +1359,7 @@ async fn drill_inner(
         tokio::task::spawn_blocking(move || TempCluster::start(&start_tools, work_dir.as_deref()))
             .await
             .map_err(|e| anyhow::anyhow!("starting the drill cluster: {e}"))??;
-    let mut opts = config::drill_options(&args.load, cluster.conninfo(), ui.progress, shutdown);
+    let mut opts = config::drill_options(&args.load, cluster.conninfo(), ui.progress, shutdown)?;
     opts.load.verbose = ui.verbose;
     // Whatever happens from here on, the cluster is stopped (or kept) below, off the runtime.
     let result: anyhow::Result<()> = async {
@@ -1391,6 +1367,7 @@ async fn drill_inner(
         let prepared =
             restore::prepare_restore(source, &req, "drill", &plan, &BTreeMap::new(), &opts).await?;
         describe_plan(&prepared.backup, ui);
+        drill_pick_database(&prepared, &opts).await?;
         let notify = |m: &str| ui.notice(m);
         let report = report_out.insert(prepared.report(&opts));
         restore::run_restore(prepared, report, &opts, &notify, &|_| {
@@ -1420,6 +1397,33 @@ async fn drill_inner(
             ui.notice("drill passed; the throwaway cluster was removed");
         }
     }
+    Ok(())
+}
+
+/// A drill of tables or schemas of one database of a pg_dumpall: the throwaway cluster gets
+/// that database, empty, for them to go into (a live target must have it already).
+async fn drill_pick_database(
+    prepared: &restore::PreparedRestore,
+    opts: &a9s_recover::restore::RestoreOptions,
+) -> anyhow::Result<()> {
+    let Some(pick) = &opts.load.pick else {
+        return Ok(());
+    };
+    let [db] = pick.databases.as_slice() else {
+        return Ok(());
+    };
+    if pick.whole_databases()
+        || pick.into.is_some()
+        || prepared.dump_kind != a9s_recover::dump::DumpKind::PgDumpall
+    {
+        return Ok(());
+    }
+    let psql = a9s_recover::pg::Psql::new(opts.target.clone(), &opts.load.tools, &opts.shutdown)?;
+    psql.query(
+        None,
+        &format!("CREATE DATABASE {};", a9s_recover::pick::quote_ident(db)),
+    )
+    .await?;
     Ok(())
 }
 

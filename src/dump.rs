@@ -297,6 +297,35 @@ pub struct TableRows {
     pub table: String,
     /// Data lines between `COPY ... FROM stdin;` and `\.`.
     pub rows: u64,
+    /// The bytes of those lines, as the dump has them.
+    #[serde(default)]
+    pub bytes: u64,
+}
+
+impl TableRows {
+    /// The schema of the table as COPY writes it (`shop.orders`, `"Odd ""Schema"."t.x"`).
+    pub fn schema(&self) -> String {
+        schema_of(&self.table)
+    }
+}
+
+/// The schema of `schema.table` as COPY writes it (either part may be double-quoted).
+fn schema_of(table: &str) -> String {
+    let mut out = String::new();
+    let mut quoted = false;
+    let mut chars = table.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                out.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted => return out,
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Streaming COPY row counter. Feed it the plain dump in any chunking: it reads the dump with
@@ -405,6 +434,7 @@ impl RowCounter {
                     database: self.database.clone(),
                     table: table.clone(),
                     rows: 0,
+                    bytes: 0,
                 });
                 self.in_copy = true;
             }
@@ -412,6 +442,7 @@ impl RowCounter {
             Item::CopyData(rows) if self.in_copy => {
                 if let Some(t) = self.tables.last_mut() {
                     t.rows += memchr::memchr_iter(b'\n', rows).count() as u64;
+                    t.bytes += rows.len() as u64;
                 }
             }
             Item::CopyData(_) => {}
@@ -428,7 +459,10 @@ pub fn merge_tables(tables: Vec<TableRows>) -> Vec<TableRows> {
         std::collections::HashMap::new();
     for t in tables {
         match index.get(&(t.database.clone(), t.table.clone())) {
-            Some(&i) => out[i].rows += t.rows,
+            Some(&i) => {
+                out[i].rows += t.rows;
+                out[i].bytes += t.bytes;
+            }
             None => {
                 index.insert((t.database.clone(), t.table.clone()), out.len());
                 out.push(t);
@@ -612,7 +646,18 @@ COPY public.orders FROM stdin;\nx\n\\.x\n\\.\nSELECT 1;\n";
             }
             c.finish();
             assert!(!c.in_copy(), "step {step}");
-            assert_eq!(c.tables(), plain.tables(), "step {step}");
+            // The same rows, each line a byte longer in the dump.
+            let lf: Vec<_> = plain
+                .tables()
+                .iter()
+                .map(|t| (&t.table, t.rows, t.bytes))
+                .collect();
+            let cr: Vec<_> = c
+                .tables()
+                .iter()
+                .map(|t| (&t.table, t.rows, t.bytes - t.rows))
+                .collect();
+            assert_eq!(cr, lf, "step {step}");
             assert_eq!(c.databases(), plain.databases(), "step {step}");
         }
         let head = "--\r\n-- PostgreSQL database dump\r\n--\r\n\r\n-- Dumped from database version 15.18\r\n\

@@ -232,6 +232,43 @@ pub struct PickReport {
     pub left_out: Vec<String>,
 }
 
+impl PickReport {
+    /// What was picked (`picked: …`) and each thing left out (`left out: …`), a line each.
+    pub fn lines(&self) -> Vec<String> {
+        let names: Vec<String> = self
+            .relations
+            .iter()
+            .take(10)
+            .map(ToString::to_string)
+            .collect();
+        let mut out = vec![format!(
+            "picked: {} of {} items{}{}",
+            self.items_kept,
+            self.items_kept + self.items_dropped,
+            if self.databases.is_empty() {
+                String::new()
+            } else {
+                format!(", database {}", self.databases.join(", "))
+            },
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", {}{}",
+                    names.join(", "),
+                    if self.relations.len() > 10 {
+                        format!(" and {} more", self.relations.len() - 10)
+                    } else {
+                        String::new()
+                    }
+                )
+            }
+        )];
+        out.extend(self.left_out.iter().map(|l| format!("left out: {l}")));
+        out
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Held {
     Keep,
@@ -290,6 +327,9 @@ struct State {
     db: Option<String>,
     db_on: bool,
     connected: bool,
+    /// The key of the `\restrict` psql is in (pg_dump from August 2025 on): a `\connect`
+    /// of ours is sent between `\unrestrict` and `\restrict` again, as pg_dumpall does.
+    restrict: Option<Vec<u8>>,
     /// A `CREATE DATABASE` for the current database was sent (renamed, with `--into`).
     created: Option<String>,
     /// The database's pre-data is over (its first data or post-data item came).
@@ -323,6 +363,7 @@ impl Picker {
                 begun: false,
                 db: None,
                 connected: false,
+                restrict: None,
                 created: None,
                 past_pre: false,
                 db_started: false,
@@ -610,6 +651,12 @@ impl State {
             return;
         };
         self.created = Some(of.unwrap_or("").to_string());
+        let key = self.restrict.clone();
+        if let Some(k) = &key {
+            self.out.extend_from_slice(b"\\unrestrict ");
+            self.out.extend_from_slice(k);
+            self.out.push(b'\n');
+        }
         self.out.extend_from_slice(
             format!(
                 "CREATE DATABASE \"{}\";\n{}",
@@ -618,6 +665,11 @@ impl State {
             )
             .as_bytes(),
         );
+        if let Some(k) = &key {
+            self.out.extend_from_slice(b"\\restrict ");
+            self.out.extend_from_slice(k);
+            self.out.push(b'\n');
+        }
         if of.is_none() {
             let p = self.preamble.clone();
             self.out.extend_from_slice(&p);
@@ -631,6 +683,11 @@ impl State {
             .or_else(|| line.strip_prefix(b"\\c "));
         let Some(arg) = connect else {
             // \restrict, \unrestrict, \encoding: psql's own, in pairs or harmless; always.
+            if let Some(k) = line.strip_prefix(b"\\restrict ") {
+                self.restrict = Some(k.trim_ascii().to_vec());
+            } else if line.starts_with(b"\\unrestrict") {
+                self.restrict = None;
+            }
             let mut line = line;
             line.push(b'\n');
             self.send(&line, false);

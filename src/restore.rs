@@ -28,6 +28,7 @@ use crate::plan::{PlanFile, ResolvedPlan, Stage};
 use crate::stage::Action;
 
 mod journal;
+mod target;
 
 pub use crate::dump::DumpFormat;
 use crate::pg::compat::check_tool;
@@ -74,6 +75,8 @@ pub struct LoadOptions {
     /// `--direct-pg-restore`: a custom archive goes to pg_restore connected to the target
     /// (with `--jobs N` spooled to a file for `pg_restore --jobs N`), not through the loader.
     pub direct_pg_restore: bool,
+    /// `--database`, `--schema`, `--table`, `--into`, …: restore only this part.
+    pub pick: Option<Arc<crate::pick::Pick>>,
 }
 
 /// What is checked besides what always is.
@@ -238,7 +241,6 @@ pub fn format_of(kind: DumpKind) -> DumpFormat {
     DumpFormat::of(kind)
 }
 
-/// Checks the backup and resolves the plan. Nothing is changed anywhere.
 /// Whether `--trace FILE` can be written, without writing it (a dry run changes nothing): a
 /// regular file or nothing at that path, in a directory we may write to.
 fn check_trace(path: &std::path::Path) -> Result<()> {
@@ -268,6 +270,7 @@ fn check_trace(path: &std::path::Path) -> Result<()> {
     })
 }
 
+/// Checks the backup and resolves the plan. Nothing is changed anywhere.
 pub async fn prepare_restore(
     source: Arc<dyn Source>,
     req: &Request,
@@ -453,6 +456,10 @@ pub async fn prepare_restore(
             )
         }
     };
+    let (output, restore_line) = match &opts.load.pick {
+        None => (output, restore_line),
+        Some(pick) => pick_output(pick, dump_kind, output, restore_line, &opts.target)?,
+    };
     Ok(PreparedRestore {
         backup: Arc::new(backup),
         dump_kind,
@@ -462,6 +469,83 @@ pub async fn prepare_restore(
         restore_line,
         output,
     })
+}
+
+/// `--clean` with a pick that creates a database that exists: dropped, its sessions ended,
+/// just before the stream that creates it again.
+async fn drop_database(
+    psql: &crate::pg::Psql,
+    db: &str,
+    server: Option<crate::dump::PgVersion>,
+    notify: &(dyn Fn(&str) + Sync),
+) -> Result<()> {
+    // WITH (FORCE) ends its sessions; PostgreSQL 13 has it.
+    let force = server.is_none_or(|v| v.0 >= 130_000);
+    let sql = format!(
+        "DROP DATABASE IF EXISTS {}{};",
+        crate::pick::quote_ident(db),
+        if force { " WITH (FORCE)" } else { "" }
+    );
+    notify(&format!("--clean: {sql}"));
+    psql.query(None, &sql).await.map(|_| ())
+}
+
+/// What a journal is the journal of: the backup, and the pick when there is one (a journal of
+/// one pick does not resume another, nor the whole backup).
+fn journal_key(backup_id: &str, pick: Option<&crate::pick::Pick>) -> String {
+    match pick {
+        None => backup_id.to_string(),
+        Some(p) => format!(
+            "{backup_id}\0pick {}",
+            serde_json::to_string(p).unwrap_or_default()
+        ),
+    }
+}
+
+/// A pick in front of the loader: the output and the restore line that say so. Refused for
+/// what the pick cannot read (`--direct-pg-restore` hands the archive to pg_restore), and
+/// for a pick of tables or schemas of a pg_dumpall that does not name its database.
+fn pick_output(
+    pick: &Arc<crate::pick::Pick>,
+    kind: DumpKind,
+    output: Output,
+    line: String,
+    target: &ConnInfo,
+) -> Result<(Output, String)> {
+    if matches!(output, Output::PgRestore { .. }) {
+        return Err(Error::Pick {
+            reason: "--database, --schema, --table and --into read the SQL of the archive, and --direct-pg-restore hands the archive to pg_restore: leave --direct-pg-restore out (the archive then goes through pg_restore --file=- and the pick into the loader)".into(),
+        });
+    }
+    if kind == DumpKind::PgDumpall && !pick.whole_databases() && pick.databases.len() != 1 {
+        return Err(Error::Pick {
+            reason: format!(
+                "{} of a pg_dumpall: name the one database they come from with --database NAME                  (`a9s-recover verify` lists each database's schemas and tables)",
+                if pick.tables.is_empty() { "--schema picks schemas" } else { "--table picks tables" }
+            ),
+        });
+    }
+    let whither = match (&pick.into, kind) {
+        (Some(new), _) => format!("into the new database {}", crate::pick::quote_ident(new)),
+        (None, DumpKind::PgDumpall) => "each into the database of its name".into(),
+        (None, _) => format!("into {}", crate::text::escape(&target.database())),
+    };
+    let mut pick = pick.clone();
+    if kind != DumpKind::PgDumpall && pick.into.is_none() && !pick.whole_databases() {
+        // Tables of a dump of one database go where the target says, as pg_restore -t -d
+        // sends them, whatever database a `pg_dump --create` named.
+        Arc::make_mut(&mut pick).no_connect = true;
+    }
+    let line = format!(
+        "{line}; only what is picked: {} ({whither}), the rest read and dropped",
+        pick.describe()
+    );
+    let output = Output::Picked {
+        pick,
+        inner: Box::new(output),
+        report: crate::sink::PickSlot::default(),
+    };
+    Ok((output, line))
 }
 
 /// The connection arguments as [`ConnInfo::apply`] gives them to the child.
@@ -503,6 +587,7 @@ async fn run_plan(
         format,
         plan,
         output,
+        dump_kind,
         ..
     } = prepared;
     let backup_id = backup.backup.id.clone();
@@ -511,7 +596,7 @@ async fn run_plan(
         Journal::Off => None,
         Journal::New(path) | Journal::Resume { path, .. } => Some(JournalFile::open(
             path,
-            &plan.fingerprint(&backup_id, &target_identity),
+            &plan.fingerprint(&journal_key(&backup_id, output.pick()), &target_identity),
             &target_identity,
             matches!(opts.journal, Journal::Resume { .. }),
         )?),
@@ -534,7 +619,28 @@ async fn run_plan(
         }
     );
 
-    let pending: Vec<String> = plan
+    let psql = crate::pg::Psql::new(opts.target.clone(), &opts.load.tools, &opts.shutdown)?;
+    let restore_stage = plan
+        .stages
+        .iter()
+        .find(|s| matches!(s.action, Action::Restore(_)))
+        .expect("a plan has one restore stage");
+    let restore_label = format!("{} {}", restore_stage.number, restore_stage.name);
+    let mut drop_first = Vec::new();
+    if let Some(pick) = output.pick() {
+        if !journal
+            .as_ref()
+            .is_some_and(|j| j.finished(restore_stage.number))
+        {
+            let clean = opts.load.pg_restore_args.iter().any(|a| a == "--clean");
+            let t = target::check(&psql, pick, dump_kind, &opts.target, clean).await?;
+            if let Some(n) = &t.notice {
+                notify(n);
+            }
+            drop_first = t.drop;
+        }
+    }
+    let mut pending: Vec<String> = plan
         .stages
         .iter()
         .filter(|s| s.destructive && s.skip.is_none())
@@ -553,6 +659,20 @@ async fn run_plan(
     if !opts.checks.verify_first {
         read_whole_first.clear();
     }
+    if !drop_first.is_empty() {
+        let names: Vec<String> = drop_first
+            .iter()
+            .map(|d| crate::pick::quote_ident(d))
+            .collect();
+        pending.push(format!(
+            "drop the database {} (--clean), before stage {restore_label}",
+            names.join(", ")
+        ));
+        // Dropped only for a backup known whole: always read first.
+        if !read_whole_first.contains(&restore_label) {
+            read_whole_first.push(restore_label.clone());
+        }
+    }
     if !pending.is_empty() && !opts.yes {
         match confirm(&pending) {
             Confirmation::Confirmed => {}
@@ -562,7 +682,6 @@ async fn run_plan(
         }
     }
 
-    let psql = crate::pg::Psql::new(opts.target.clone(), &opts.load.tools, &opts.shutdown)?;
     let truncated: Vec<(String, String)> = plan
         .stages
         .iter()
@@ -709,6 +828,11 @@ async fn run_plan(
             .await?;
             if let (Some(l), Some(o)) = (layout, output.as_mut()) {
                 o.set_layout(l);
+            }
+        }
+        if matches!(stage.action, Action::Restore(_)) {
+            for db in std::mem::take(&mut drop_first) {
+                drop_database(&psql, &db, report.effects.target_version, notify).await?;
             }
         }
         notify(&format!("{label}: starting"));

@@ -170,6 +170,12 @@ impl Output {
     /// The first of two reads, when this loads in two and has no plan yet.
     pub fn first_read(&self) -> Option<Output> {
         match self {
+            // The first read sees what the second will: the same pick in front.
+            Output::Picked { pick, inner, .. } => inner.first_read().map(|f| Output::Picked {
+                pick: pick.clone(),
+                inner: Box::new(f),
+                report: PickSlot::default(),
+            }),
             Output::PsqlParallel {
                 conn,
                 on_error_stop,
@@ -190,6 +196,9 @@ impl Output {
 
     /// Whether the load has the plan of a first read.
     pub fn has_layout(&self) -> bool {
+        if let Output::Picked { inner, .. } = self {
+            return inner.has_layout();
+        }
         matches!(
             self,
             Output::PsqlParallel {
@@ -201,9 +210,38 @@ impl Output {
 
     /// Gives the load the plan of the first read (see [`Output::first_read`]).
     pub fn set_layout(&mut self, plan: std::sync::Arc<crate::load::Layout>) {
-        if let Output::PsqlParallel { layout, .. } = self {
-            *layout = Some(plan);
+        match self {
+            Output::PsqlParallel { layout, .. } => *layout = Some(plan),
+            Output::Picked { inner, .. } => inner.set_layout(plan),
+            _ => {}
         }
+    }
+
+    /// Where a pick leaves its report, when this output has one.
+    pub fn pick_slot(&self) -> Option<PickSlot> {
+        match self {
+            Output::Picked { report, .. } => Some(report.clone()),
+            _ => None,
+        }
+    }
+
+    /// The pick of this output, if any.
+    pub fn pick(&self) -> Option<&crate::pick::Pick> {
+        match self {
+            Output::Picked { pick, .. } => Some(pick),
+            _ => None,
+        }
+    }
+
+    /// A custom archive's SQL comes from pg_restore in front of this output; returns the
+    /// script and the output without it, so that something (a pick) can go between.
+    fn split_script(&self) -> Option<(PgRestoreScript, Output)> {
+        let mut bare = self.clone();
+        let script = match &mut bare {
+            Output::PsqlParallel { script, .. } | Output::Prescan { script, .. } => script.take(),
+            _ => None,
+        }?;
+        Some((script, bare))
     }
 
     /// Whether what was written cannot be taken back: standard output, a FIFO, a device.
@@ -298,7 +336,7 @@ impl Output {
         })?;
         match script {
             None => Ok(Sink::Parallel(Box::new(loader))),
-            Some(s) => transcode(s, transcode::Inner::Load(Box::new(loader)), children),
+            Some(s) => transcode(s, Box::new(Sink::Parallel(Box::new(loader))), children),
         }
     }
 
@@ -334,12 +372,23 @@ impl Output {
                 pick,
                 inner,
                 report,
-            } => Ok(Sink::Picked(Box::new(Picked {
-                picker: crate::pick::Picker::new(pick.clone()),
-                inner: inner.open(children)?,
-                slot: report.clone(),
-                checked: false,
-            }))),
+            } => {
+                // A custom archive: pg_restore's SQL is what the pick reads.
+                let (script, inner) = match inner.split_script() {
+                    Some((s, bare)) => (Some(s), bare),
+                    None => (None, (**inner).clone()),
+                };
+                let picked = Sink::Picked(Box::new(Picked {
+                    picker: crate::pick::Picker::new(pick.clone()),
+                    inner: inner.open(children)?,
+                    slot: report.clone(),
+                    checked: false,
+                }));
+                match script {
+                    None => Ok(picked),
+                    Some(s) => transcode(&s, Box::new(picked), children),
+                }
+            }
             Output::Prescan {
                 target,
                 on_error_stop,
@@ -349,7 +398,7 @@ impl Output {
                 let p = crate::load::Prescan::new(target.clone(), *on_error_stop, *jobs);
                 match script {
                     None => Ok(Sink::Prescan(Box::new(p))),
-                    Some(s) => transcode(s, transcode::Inner::Prescan(Box::new(p)), children),
+                    Some(s) => transcode(s, Box::new(Sink::Prescan(Box::new(p))), children),
                 }
             }
             Output::PgRestore {
@@ -413,10 +462,13 @@ pub(crate) enum Sink {
 impl Sink {
     /// Whether the sink counts the rows of a plain dump itself (the loader reads every item).
     pub(crate) fn counts_rows(&self) -> bool {
-        matches!(
-            self,
-            Sink::Parallel(_) | Sink::Prescan(_) | Sink::Transcoded(_)
-        )
+        match self {
+            Sink::Picked(p) => p.inner.counts_rows(),
+            s => matches!(
+                s,
+                Sink::Parallel(_) | Sink::Prescan(_) | Sink::Transcoded(_)
+            ),
+        }
     }
 
     /// Whether the dump reaches the sink as another format's SQL (a custom archive's, from

@@ -157,6 +157,12 @@ pub struct Effects {
     /// The databases the dump restores into (its `\connect` targets; the target database for
     /// a dump of one database), once known: plain dumps only.
     pub dump_databases: Option<Vec<String>>,
+    /// What a pick restored and left out.
+    pub pick: Option<crate::pick::PickReport>,
+    /// `--data-only`: the rows were added to tables that may have held rows before, so the
+    /// verification checks that every COPY was taken whole, not the tables' counts.
+    #[serde(skip)]
+    pub rows_added: bool,
 }
 
 impl StageContext<'_> {

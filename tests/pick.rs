@@ -228,3 +228,311 @@ fn a_pick_that_matches_nothing_fails_naming_the_closest_and_writes_nothing() {
         stderr(&out)
     );
 }
+
+/// `count md5` of one table's rows.
+fn rows_of(c: &Cluster, db: &str, table: &str) -> String {
+    c.sql(
+        db,
+        &format!("SELECT count(*) || ' ' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '-') FROM {table} x"),
+    )
+}
+
+fn restore_pick(dir: &Path, c: &Cluster, db: &str, extra: &[&str]) -> std::process::Output {
+    let mut cmd = crate::support::restore_to(dir, &c.dsn(db));
+    cmd.args(extra);
+    cmd.output().unwrap()
+}
+
+#[test]
+fn restore_of_a_schema_into_a_new_database_beside_the_live_one_at_jobs_1_and_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(c) = shop(tmp.path()) else { return };
+    let before: Vec<String> = ["shop.orders", "shop.customers"]
+        .iter()
+        .map(|t| rows_of(&c, "shop", t))
+        .collect();
+    c.sql("shop", "DELETE FROM shop.orders WHERE id % 2 = 0");
+    let today = table_checksums(&c, "shop");
+    // The dry run says what is picked and where it goes, and changes nothing.
+    let dry = restore_pick(
+        tmp.path(),
+        &c,
+        "postgres",
+        &[
+            "--database",
+            "shop",
+            "--schema",
+            "shop",
+            "--into",
+            "shop_yesterday",
+            "--dry-run",
+        ],
+    );
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let text = String::from_utf8_lossy(&dry.stdout).to_string() + &stderr(&dry);
+    assert!(
+        text.contains("only what is picked: database shop; schema shop")
+            && text.contains("into the new database shop_yesterday"),
+        "{text}"
+    );
+    assert_eq!(
+        c.sql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'shop_yesterday'"
+        ),
+        "0"
+    );
+    for (i, jobs) in ["1", "2"].iter().enumerate() {
+        let mut args = vec![
+            "--database",
+            "shop",
+            "--schema",
+            "shop",
+            "--into",
+            "shop_yesterday",
+            "--jobs",
+            jobs,
+        ];
+        if i > 0 {
+            // The second time the database is there: refused, then dropped on purpose.
+            let out = restore_pick(tmp.path(), &c, "postgres", &args);
+            assert!(!out.status.success());
+            assert!(
+                stderr(&out).contains(
+                    "--into shop_yesterday: the database exists on the target; nothing was changed"
+                ),
+                "{}",
+                stderr(&out)
+            );
+            assert_eq!(rows_of(&c, "shop_yesterday", "shop.orders"), before[0]);
+            args.push("--clean");
+        }
+        let out = restore_pick(tmp.path(), &c, "postgres", &args);
+        let err = stderr(&out);
+        assert!(out.status.success(), "--jobs {jobs}: {err}");
+        assert!(err.contains("picked: "), "{err}");
+        assert!(err.contains("row counts match the dump"), "{err}");
+        assert_eq!(
+            rows_of(&c, "shop_yesterday", "shop.orders"),
+            before[0],
+            "--jobs {jobs}"
+        );
+        assert_eq!(rows_of(&c, "shop_yesterday", "shop.customers"), before[1]);
+        // Only the schema picked came: no public."Order Items", no other database.
+        assert_eq!(
+            c.sql(
+                "shop_yesterday",
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+            ),
+            "0"
+        );
+        assert_eq!(
+            table_checksums(&c, "shop"),
+            today,
+            "the live database is untouched"
+        );
+    }
+}
+
+#[test]
+fn restore_refuses_a_table_that_is_live_and_data_only_adds_its_rows_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(c) = shop(tmp.path()) else { return };
+    let before = rows_of(&c, "shop", "shop.orders");
+    let live = table_checksums(&c, "shop");
+    // Restored into the live database, CREATE TABLE would fail and the rows be added twice.
+    let out = restore_pick(
+        tmp.path(),
+        &c,
+        "postgres",
+        &["--database", "shop", "--table", "shop.orders"],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("shop.orders is already in database shop on the target; nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(table_checksums(&c, "shop"), live);
+    // A pg_dumpall's tables need their database named.
+    let out = restore_pick(
+        tmp.path(),
+        &c,
+        "postgres",
+        &["--table", "shop.orders", "--into", "x"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("name the one database they come from with --database NAME"),
+        "{}",
+        stderr(&out)
+    );
+    // --data-only into a table that is not there.
+    let out = restore_pick(
+        tmp.path(),
+        &c,
+        "postgres",
+        &["--database", "shop", "--table", "shop.nope", "--data-only"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("shop.nope does not exist in database shop"),
+        "{}",
+        stderr(&out)
+    );
+    // The usual way rows come back: into the table emptied by mistake.
+    c.sql("shop", "TRUNCATE shop.orders");
+    let out = restore_pick(
+        tmp.path(),
+        &c,
+        "postgres",
+        &[
+            "--database",
+            "shop",
+            "--table",
+            "shop.orders",
+            "--data-only",
+            "--jobs",
+            "2",
+        ],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("every COPY was taken whole, 300 row(s) added"),
+        "{err}"
+    );
+    assert_eq!(rows_of(&c, "shop", "shop.orders"), before);
+}
+
+#[test]
+fn a_custom_archive_pick_matches_pg_restore_and_a_journal_of_one_pick_does_not_resume_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(c) = Cluster::start() else { return };
+    c.sql("postgres", "CREATE DATABASE shop");
+    c.sql("shop", &fixture());
+    let archive = c.tool("pg_dump", &["-Fc", "-d", &c.dsn("shop")]);
+    let out = pack(tmp.path(), ID, &archive, &["--part-size", "5000"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let journal = tmp.path().join("journal");
+    let out = restore_pick(
+        tmp.path(),
+        &c,
+        "postgres",
+        &[
+            "--table",
+            "public.\"Order Items\"",
+            "--into",
+            "items_back",
+            "--jobs",
+            "2",
+            "--journal",
+            journal.to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("row counts match the dump"), "{err}");
+    // pg_restore -t of the same archive, into a database of its own.
+    c.sql("postgres", "CREATE DATABASE by_pg_restore");
+    let file = tmp.path().join("archive.dump");
+    std::fs::write(&file, &archive).unwrap();
+    let pr = std::process::Command::new(c.bin.join("pg_restore"))
+        .args(["-t", "Order Items", "-d", &c.dsn("by_pg_restore")])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        pr.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pr.stderr)
+    );
+    assert_eq!(
+        table_checksums(&c, "items_back"),
+        table_checksums(&c, "by_pg_restore")
+    );
+    assert_eq!(
+        rows_of(&c, "items_back", "public.\"Order Items\""),
+        rows_of(&c, "shop", "public.\"Order Items\"")
+    );
+    // The journal is of that pick: another one is not its resume.
+    let out = restore_pick(
+        tmp.path(),
+        &c,
+        "postgres",
+        &[
+            "--table",
+            "public.empty_table",
+            "--into",
+            "items_back",
+            "--journal",
+            journal.to_str().unwrap(),
+            "--resume",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("journal"), "{}", stderr(&out));
+}
+
+#[test]
+fn drill_of_one_table_passes_on_a_throwaway_cluster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(_c) = shop(tmp.path()) else { return };
+    let mut cmd = crate::support::bin();
+    cmd.args(["drill", "--bucket"])
+        .arg(tmp.path())
+        .args([
+            "--backup-id",
+            ID,
+            "--database",
+            "shop",
+            "--table",
+            "public.events",
+            "--jobs",
+            "2",
+        ])
+        .env("A9S_SECRET", SECRET);
+    let out = cmd.output().unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("2 table(s): row counts match the dump"),
+        "{err}"
+    );
+    assert!(err.contains("drill passed"), "{err}");
+}
+
+#[test]
+fn verify_lists_each_databases_schemas_and_tables_with_their_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(_c) = shop(tmp.path()) else { return };
+    let mut cmd = crate::support::bin();
+    cmd.args(["verify", "--bucket"])
+        .arg(tmp.path())
+        .args(["--backup-id", ID])
+        .env("A9S_SECRET", SECRET);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  database shop: "), "{text}");
+    assert!(
+        text.contains("    schema shop: 2 table(s), 420 rows, "),
+        "{text}"
+    );
+    assert!(text.contains("public.\"Order Items\""), "{text}");
+    let mut cmd = crate::support::bin();
+    cmd.args(["verify", "--json", "--bucket"])
+        .arg(tmp.path())
+        .args(["--backup-id", ID])
+        .env("A9S_SECRET", SECRET);
+    let out = cmd.output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let orders = v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "shop.orders")
+        .unwrap();
+    assert_eq!(orders["rows"], 300);
+    assert!(orders["bytes"].as_u64().unwrap() > 300 * 20, "{orders}");
+}

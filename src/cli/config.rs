@@ -98,7 +98,7 @@ pub(super) fn kdf_choice(args: &KdfArgs) -> KdfChoice {
 }
 
 /// How the dump is loaded, from `restore`'s and `drill`'s shared flags.
-pub(super) fn load_options(load: &LoadArgs) -> LoadOptions {
+pub(super) fn load_options(load: &LoadArgs) -> anyhow::Result<LoadOptions> {
     let pg_restore_args = [
         (load.no_owner, "--no-owner"),
         (load.no_privileges, "--no-privileges"),
@@ -109,7 +109,7 @@ pub(super) fn load_options(load: &LoadArgs) -> LoadOptions {
     .filter(|(on, _)| *on)
     .map(|(_, flag)| flag.to_string())
     .collect();
-    LoadOptions {
+    Ok(LoadOptions {
         tools: PgTools {
             bin_dir: load.pg_bin.clone(),
         },
@@ -126,7 +126,8 @@ pub(super) fn load_options(load: &LoadArgs) -> LoadOptions {
         single_pass: load.single_pass,
         direct_pg_restore: load.direct_pg_restore,
         spool_dir: load.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
-    }
+        pick: pick(&load.pick)?.map(std::sync::Arc::new),
+    })
 }
 
 /// `restore`'s options.
@@ -135,7 +136,7 @@ pub(super) fn restore_options(
     target: ConnInfo,
     progress: bool,
     shutdown: Shutdown,
-) -> RestoreOptions {
+) -> anyhow::Result<RestoreOptions> {
     // clap makes --resume require --journal and --redo-interrupted require --resume.
     let journal = match (&args.journal, args.resume) {
         (None, _) => Journal::Off,
@@ -146,9 +147,9 @@ pub(super) fn restore_options(
             accept_restore_errors: args.accept_restore_errors,
         },
     };
-    RestoreOptions {
+    Ok(RestoreOptions {
         target,
-        load: load_options(&args.load),
+        load: load_options(&args.load)?,
         journal,
         checks: Checks {
             verify: !args.no_verify,
@@ -161,7 +162,7 @@ pub(super) fn restore_options(
         yes: args.yes,
         progress,
         shutdown,
-    }
+    })
 }
 
 /// `drill`'s options: the default plan into the throwaway cluster, nothing to confirm.
@@ -170,16 +171,16 @@ pub(super) fn drill_options(
     target: ConnInfo,
     progress: bool,
     shutdown: Shutdown,
-) -> RestoreOptions {
-    RestoreOptions {
+) -> anyhow::Result<RestoreOptions> {
+    Ok(RestoreOptions {
         target,
-        load: load_options(load),
+        load: load_options(load)?,
         journal: Journal::Off,
         checks: Checks::default(),
         yes: true,
         progress,
         shutdown,
-    }
+    })
 }
 
 /// Where the backups are and how to reach them.

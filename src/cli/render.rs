@@ -77,18 +77,70 @@ impl fmt::Display for VerifyText<'_> {
         };
         writeln!(f, "metadata     {meta}")?;
         if let Some(tables) = &r.tables {
-            writeln!(f, "tables       {}", tables.len())?;
-            for t in tables {
-                let name = match &t.database {
-                    Some(db) => format!("{db}: {}", t.table),
-                    None => t.table.clone(),
-                };
-                writeln!(f, "  {:>12}  {name}", t.rows)?;
-            }
+            write_tables(f, tables)?;
         }
         write!(f, "result       OK ({:.1}s)", r.seconds)?;
         Ok(())
     }
+}
+
+/// The tables with data, by database and schema, with their rows and bytes in the dump: what
+/// `--database`, `--schema` and `--table` can pick (in dump order within each schema).
+fn write_tables(
+    f: &mut fmt::Formatter<'_>,
+    tables: &[a9s_recover::dump::TableRows],
+) -> fmt::Result {
+    use a9s_recover::text::escape;
+    writeln!(
+        f,
+        "tables       {} with data (rows, bytes in the dump; pick with --database, --schema, --table)",
+        tables.len()
+    )?;
+    // Databases and schemas in order of first appearance.
+    let mut groups: Vec<(Option<&str>, String, Vec<&a9s_recover::dump::TableRows>)> = Vec::new();
+    for t in tables {
+        let (db, schema) = (t.database.as_deref(), t.schema());
+        match groups.iter_mut().find(|g| g.0 == db && g.1 == schema) {
+            Some(g) => g.2.push(t),
+            None => groups.push((db, schema, vec![t])),
+        }
+    }
+    groups.sort_by_key(|g| tables.iter().position(|t| t.database.as_deref() == g.0));
+    let mut last_db = None;
+    for (db, schema, ts) in &groups {
+        if let (Some(d), true) = (db, last_db != Some(*db)) {
+            let (rows, bytes) = sums(tables.iter().filter(|t| t.database.as_deref() == Some(d)));
+            writeln!(
+                f,
+                "  database {}: {rows} rows, {}",
+                escape(d),
+                format_bytes(bytes)
+            )?;
+        }
+        last_db = Some(*db);
+        let (rows, bytes) = sums(ts.iter().copied());
+        writeln!(
+            f,
+            "    schema {}: {} table(s), {rows} rows, {}",
+            escape(schema),
+            ts.len(),
+            format_bytes(bytes)
+        )?;
+        for t in ts {
+            writeln!(
+                f,
+                "      {:>12} {:>10}  {}",
+                t.rows,
+                format_bytes(t.bytes),
+                escape(&t.table)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn sums<'a>(tables: impl Iterator<Item = &'a a9s_recover::dump::TableRows>) -> (u64, u64) {
+    tables.fold((0, 0), |(r, b), t| (r + t.rows, b + t.bytes))
 }
 
 /// `list`'s table, newest first.

@@ -14,33 +14,12 @@ use std::path::Path;
 use std::process::Command;
 use std::thread::JoinHandle;
 
-use super::Committed;
+use super::{Committed, Sink};
 use crate::child::{Children, FedChild};
 use crate::error::{Error, Result};
-use crate::load::{Loader, Prescan};
 
-/// What reads pg_restore's SQL.
-#[derive(Debug)]
-pub(crate) enum Inner {
-    Load(Box<Loader>),
-    Prescan(Box<Prescan>),
-}
-
-impl Inner {
-    fn write(&mut self, data: &[u8]) -> Result<()> {
-        match self {
-            Inner::Load(l) => l.write(data),
-            Inner::Prescan(p) => p.write(data),
-        }
-    }
-
-    fn finish(self) -> Result<Committed> {
-        match self {
-            Inner::Load(l) => Ok((Some(l.finish()?), None)),
-            Inner::Prescan(p) => p.finish().map(|(c, l)| (Some(c), Some(l))),
-        }
-    }
-}
+/// What reads pg_restore's SQL: the loader, the prescan, or a pick in front of either.
+pub(crate) type Inner = Box<Sink>;
 
 /// pg_restore writing SQL into the loader.
 #[derive(Debug)]
@@ -128,7 +107,7 @@ impl Transcode {
             drop(inner);
             return Err(self.child.error(status.to_string(), &said));
         }
-        inner.finish()
+        inner.commit()
     }
 }
 

@@ -67,6 +67,10 @@ impl Kind for Restore {
             .ok_or_else(|| Error::Plan("the restore stage can run once per invocation".into()))?;
         let mut out = ctx.output.take().expect("one restore stage");
         let first = first_read(&plan, &mut out, ctx).await?;
+        let slot = out.pick_slot();
+        ctx.effects.rows_added = out
+            .pick()
+            .is_some_and(|p| p.content == crate::pick::Content::DataOnly);
         let r = pipeline::run(
             plan,
             &out,
@@ -92,6 +96,10 @@ impl Kind for Restore {
         );
         if let Some(f) = first {
             detail.push_str(&format!(" (after {f})"));
+        }
+        if let Some(p) = slot.and_then(|s| s.get()) {
+            detail.push_str(&format!("; {}", p.lines().join("; ")));
+            ctx.effects.pick = Some(p);
         }
         if let Some(c) = &r.restore {
             if let Some(p) = c.phases.as_ref().filter(|p| p.connections > 1) {

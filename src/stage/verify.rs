@@ -49,6 +49,9 @@ impl Kind for Verify {
             }
             .into());
         };
+        if ctx.effects.rows_added {
+            return rows_added(ctx, t);
+        }
         let checks = check_rows(
             ctx.psql,
             t,
@@ -86,6 +89,47 @@ impl Kind for Verify {
         }
         Ok(format!("{n} table(s): row counts match the dump"))
     }
+}
+
+/// `--data-only`: the tables may have held rows before (and the application may write to
+/// them), so their counts prove nothing; what does is that the server took every COPY
+/// whole, each of the dump's rows. A COPY refused fails the stage, naming it.
+fn rows_added(ctx: &StageContext<'_>, t: &[TableRows]) -> Result<String> {
+    let failed = ctx
+        .effects
+        .stream
+        .as_ref()
+        .and_then(|r| r.restore.as_ref())
+        .map(|c| c.failed_copies.clone())
+        .unwrap_or_default();
+    let rows: u64 = t.iter().map(|t| t.rows).sum();
+    if failed.is_empty() {
+        return Ok(format!(
+            "{} table(s): every COPY was taken whole, {rows} row(s) added (--data-only: the tables' \
+             counts are not compared, they held rows before)",
+            t.len()
+        ));
+    }
+    let table = failed
+        .iter()
+        .map(|f| {
+            format!(
+                "{}{}: its COPY of {} row(s) was refused, none of them added",
+                f.database
+                    .as_deref()
+                    .map(|d| format!("{d}."))
+                    .unwrap_or_default(),
+                f.table,
+                f.rows
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    Err(Error::Verification {
+        count: failed.len(),
+        unchecked: 0,
+        table,
+    })
 }
 
 /// One table's verification.
@@ -137,25 +181,6 @@ impl Default for Limits {
 /// number of tables (one statement of 5,000 `UNION ALL` branches took a backend to 23 GB).
 pub const BATCH: usize = 500;
 
-/// The schema of `schema.table` as COPY writes it (either part may be double-quoted).
-fn schema_of(table: &str) -> String {
-    let mut out = String::new();
-    let mut quoted = false;
-    let mut chars = table.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                out.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            '.' if !quoted => return out,
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// Compares the dump's row counts with the restored tables, per database (renames applied).
 pub async fn check_rows(
     psql: &crate::pg::Psql,
@@ -179,9 +204,7 @@ pub async fn check_rows(
     for (db, ts) in by_db {
         let counts = count_tables(psql, &db, &ts, limits).await;
         for (t, counted) in ts.iter().zip(counts) {
-            let emptied = truncated
-                .iter()
-                .any(|(d, s)| d == &db && *s == schema_of(&t.table));
+            let emptied = truncated.iter().any(|(d, s)| d == &db && *s == t.schema());
             let expected = if emptied { 0 } else { t.rows };
             let (status, restored, error) = match counted {
                 Counted::Rows(n) if n == expected => (CheckStatus::Ok, Some(n), None),
@@ -394,6 +417,7 @@ mod tests {
             database: None,
             table: table.into(),
             rows: 1,
+            bytes: 2,
         }
     }
 
@@ -434,6 +458,7 @@ mod tests {
 
     #[test]
     fn schema_of_copy_table_names() {
+        let schema_of = |t: &str| rows(t).schema();
         assert_eq!(schema_of("repmgr.nodes"), "repmgr");
         assert_eq!(schema_of("\"Odd \"\"Schema\".\"t.x\""), "Odd \"Schema");
         assert_eq!(schema_of("nodot"), "nodot");
