@@ -353,9 +353,14 @@ pub struct RecoverArgs {
 
     #[command(flatten)]
     pub pick: PickArgs,
+
+    /// Directory of the pg_restore that turns a custom-format archive into the SQL a pick
+    /// reads [default: PATH, then the newest /usr/lib/postgresql/*/bin].
+    #[arg(long, value_name = "DIR", help_heading = "Picking part of a backup")]
+    pub pg_bin: Option<PathBuf>,
 }
 
-/// Restore part of a backup (plain dumps: pg_dump and pg_dumpall SQL).
+/// Restore part of a backup: plain dumps (pg_dump and pg_dumpall SQL) and custom archives.
 #[derive(Debug, Args, Default)]
 pub struct PickArgs {
     /// Only this database of a pg_dumpall (repeatable). With it the output is a plain dump
@@ -983,10 +988,29 @@ async fn recover(args: RecoverArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
     let output = match pick {
         Some(p) => {
             ui.notice(&format!("picking: {}", p.describe()));
+            // A custom archive is known only from its first bytes: pg_restore is found
+            // now (a --pg-bin without one is an error now), used only if one comes.
+            let tools = a9s_recover::pg::PgTools {
+                bin_dir: args.pg_bin.clone(),
+            };
+            let program = match &args.pg_bin {
+                Some(_) => Some(tools.find("pg_restore")?),
+                None => tools.find("pg_restore").ok(),
+            };
+            // A database picked whole comes with its CREATE DATABASE, as pg_dump --create's.
+            let create = !p.databases.is_empty();
             Output::Picked {
                 pick: std::sync::Arc::new(p),
                 inner: Box::new(output),
                 report: slot.clone(),
+                archive: program.map(|program| a9s_recover::sink::PgRestoreScript {
+                    program,
+                    args: if create {
+                        vec!["--create".into()]
+                    } else {
+                        vec![]
+                    },
+                }),
             }
         }
         None => output,

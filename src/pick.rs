@@ -651,13 +651,14 @@ impl State {
             return;
         };
         self.created = Some(of.unwrap_or("").to_string());
+        let mut sql = Vec::new();
         let key = self.restrict.clone();
         if let Some(k) = &key {
-            self.out.extend_from_slice(b"\\unrestrict ");
-            self.out.extend_from_slice(k);
-            self.out.push(b'\n');
+            sql.extend_from_slice(b"\\unrestrict ");
+            sql.extend_from_slice(k);
+            sql.push(b'\n');
         }
-        self.out.extend_from_slice(
+        sql.extend_from_slice(
             format!(
                 "CREATE DATABASE \"{}\";\n{}",
                 new.replace('"', "\"\""),
@@ -666,13 +667,19 @@ impl State {
             .as_bytes(),
         );
         if let Some(k) = &key {
-            self.out.extend_from_slice(b"\\restrict ");
-            self.out.extend_from_slice(k);
-            self.out.push(b'\n');
+            sql.extend_from_slice(b"\\restrict ");
+            sql.extend_from_slice(k);
+            sql.push(b'\n');
         }
         if of.is_none() {
-            let p = self.preamble.clone();
-            self.out.extend_from_slice(&p);
+            sql.extend_from_slice(&self.preamble);
+        }
+        if self.pick.whole_databases() {
+            self.out.extend_from_slice(&sql);
+        } else {
+            // Created with the first object picked: a pick that matches nothing fails with
+            // no new database left behind.
+            self.lazy = Some(sql);
         }
         self.connected = true;
     }
@@ -741,7 +748,10 @@ impl State {
                     self.report.databases.push(db.clone());
                 }
                 let l = connect_line(new);
-                self.out.extend_from_slice(l.as_bytes());
+                match &mut self.lazy {
+                    Some(lazy) => lazy.extend_from_slice(l.as_bytes()),
+                    None => self.out.extend_from_slice(l.as_bytes()),
+                }
             }
             (Some(_), _) if self.pick.databases.is_empty() => self.fail(Error::Pick {
                 reason: "--into needs --database NAME: the dump connects to more than one database (pg_dumpall)".into(),

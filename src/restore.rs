@@ -544,6 +544,8 @@ fn pick_output(
         pick,
         inner: Box::new(output),
         report: crate::sink::PickSlot::default(),
+        // A custom archive is known before the output is built: split_script has it.
+        archive: None,
     };
     Ok((output, line))
 }

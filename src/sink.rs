@@ -68,6 +68,10 @@ pub enum Output {
         inner: Box<Output>,
         /// What the pick matched and left out, once the stream ended well.
         report: PickSlot,
+        /// What turns a custom archive found at the head of the stream into SQL for the
+        /// pick (`pg_restore --file=-`): the plain form, which learns the format only from
+        /// the first bytes. None: a custom archive there is refused.
+        archive: Option<PgRestoreScript>,
     },
     /// `pg_restore` reading a custom-format archive.
     PgRestore {
@@ -106,21 +110,55 @@ impl PickSlot {
 /// A pick in front of a sink.
 #[derive(Debug)]
 pub(crate) struct Picked {
+    pick: std::sync::Arc<crate::pick::Pick>,
     picker: crate::pick::Picker,
     inner: Sink,
     slot: PickSlot,
-    /// The first bytes were looked at: a custom archive is refused.
+    /// The first bytes were looked at.
     checked: bool,
+    /// For a custom archive at the head of the stream: pg_restore, and the children it
+    /// joins.
+    archive: Option<(PgRestoreScript, crate::child::Children)>,
+    /// The stream is a custom archive: pg_restore's SQL into a pick like this one.
+    via: Option<Box<transcode::Transcode>>,
 }
 
 impl Picked {
     fn write(&mut self, data: &[u8]) -> Result<()> {
+        if let Some(t) = &mut self.via {
+            return t.write(data);
+        }
         if !self.checked {
             self.checked = true;
             if data.starts_with(b"PGDMP") {
-                return Err(Error::Pick {
-                    reason: "--database, --schema, --table and --into need a plain dump (pg_dump or pg_dumpall SQL) here; this backup is a custom-format archive: use `restore` with the picks, or pg_restore -t/-n on the recovered archive".into(),
-                });
+                let Some((script, children)) = self.archive.take() else {
+                    return Err(Error::Pick {
+                        reason: "--database, --schema, --table and --into need a plain dump (pg_dump or pg_dumpall SQL) here; this backup is a custom-format archive: use `restore` with the picks, or pg_restore -t/-n on the recovered archive".into(),
+                    });
+                };
+                // pg_restore turns the archive into the SQL pg_dump -Fp would have written;
+                // the pick reads that, as it reads a plain dump.
+                let behind = Picked {
+                    pick: self.pick.clone(),
+                    picker: std::mem::replace(
+                        &mut self.picker,
+                        crate::pick::Picker::new(self.pick.clone()),
+                    ),
+                    inner: std::mem::replace(&mut self.inner, Sink::Discard),
+                    slot: self.slot.clone(),
+                    checked: true,
+                    archive: None,
+                    via: None,
+                };
+                let mut t = transcode::Transcode::spawn(
+                    &script.program,
+                    &script.args,
+                    Box::new(Sink::Picked(Box::new(behind))),
+                    &children,
+                )?;
+                t.write(data)?;
+                self.via = Some(Box::new(t));
+                return Ok(());
             }
         }
         self.picker.feed(data)?;
@@ -132,6 +170,9 @@ impl Picked {
     }
 
     fn commit(mut self) -> Result<Committed> {
+        if let Some(t) = self.via.take() {
+            return t.finish();
+        }
         let report = self.picker.finish()?;
         let out = self.picker.take();
         if !out.is_empty() {
@@ -171,10 +212,16 @@ impl Output {
     pub fn first_read(&self) -> Option<Output> {
         match self {
             // The first read sees what the second will: the same pick in front.
-            Output::Picked { pick, inner, .. } => inner.first_read().map(|f| Output::Picked {
+            Output::Picked {
+                pick,
+                inner,
+                archive,
+                ..
+            } => inner.first_read().map(|f| Output::Picked {
                 pick: pick.clone(),
                 inner: Box::new(f),
                 report: PickSlot::default(),
+                archive: archive.clone(),
             }),
             Output::PsqlParallel {
                 conn,
@@ -372,6 +419,7 @@ impl Output {
                 pick,
                 inner,
                 report,
+                archive,
             } => {
                 // A custom archive: pg_restore's SQL is what the pick reads.
                 let (script, inner) = match inner.split_script() {
@@ -379,10 +427,13 @@ impl Output {
                     None => (None, (**inner).clone()),
                 };
                 let picked = Sink::Picked(Box::new(Picked {
+                    pick: pick.clone(),
                     picker: crate::pick::Picker::new(pick.clone()),
                     inner: inner.open(children)?,
                     slot: report.clone(),
                     checked: false,
+                    archive: archive.clone().map(|a| (a, children.clone())),
+                    via: None,
                 }));
                 match script {
                     None => Ok(picked),

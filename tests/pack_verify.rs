@@ -58,7 +58,9 @@ fn verify_reports_rows_kind_and_digests_as_json() {
     assert!(text.status.success());
     let s = String::from_utf8_lossy(&text.stdout);
     assert!(s.contains("result       OK"), "{s}");
-    assert!(s.contains("1234  shop: public.t2"), "{s}");
+    assert!(s.contains("database shop: 3702 rows"), "{s}");
+    assert!(s.contains("schema public: 3 table(s), 3702 rows"), "{s}");
+    assert!(s.contains("1234   67.6 KiB  public.t2"), "{s}");
 }
 
 #[test]

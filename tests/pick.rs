@@ -380,6 +380,34 @@ fn restore_refuses_a_table_that_is_live_and_data_only_adds_its_rows_back() {
         "{}",
         stderr(&out)
     );
+    // A typo with --into, on one connection (no first read): the error, and no new database
+    // left behind.
+    let out = restore_pick(
+        tmp.path(),
+        &c,
+        "postgres",
+        &[
+            "--database",
+            "shop",
+            "--table",
+            "shop.order",
+            "--into",
+            "typo",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("did you mean shop.orders?"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        c.sql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'typo'"
+        ),
+        "0"
+    );
     // The usual way rows come back: into the table emptied by mistake.
     c.sql("shop", "TRUNCATE shop.orders");
     let out = restore_pick(
@@ -455,6 +483,35 @@ fn a_custom_archive_pick_matches_pg_restore_and_a_journal_of_one_pick_does_not_r
         rows_of(&c, "items_back", "public.\"Order Items\""),
         rows_of(&c, "shop", "public.\"Order Items\"")
     );
+    // A schema, against pg_restore -n of the same archive (which does not make the schema).
+    let out = restore_pick(
+        tmp.path(),
+        &c,
+        "postgres",
+        &["--schema", "shop", "--into", "shop_n"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    c.sql("postgres", "CREATE DATABASE by_pg_restore_n");
+    c.sql(
+        "by_pg_restore_n",
+        "CREATE SCHEMA shop AUTHORIZATION shop_owner",
+    );
+    let pr = std::process::Command::new(c.bin.join("pg_restore"))
+        .args(["-n", "shop", "-d", &c.dsn("by_pg_restore_n")])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        pr.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pr.stderr)
+    );
+    assert_eq!(
+        table_checksums(&c, "shop_n"),
+        table_checksums(&c, "by_pg_restore_n")
+    );
+    let defs = "SELECT string_agg(indexdef, ';' ORDER BY indexdef) FROM pg_indexes WHERE schemaname = 'shop'";
+    assert_eq!(c.sql("shop_n", defs), c.sql("by_pg_restore_n", defs));
     // The journal is of that pick: another one is not its resume.
     let out = restore_pick(
         tmp.path(),
@@ -472,6 +529,79 @@ fn a_custom_archive_pick_matches_pg_restore_and_a_journal_of_one_pick_does_not_r
     );
     assert!(!out.status.success());
     assert!(stderr(&out).contains("journal"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_plain_form_picks_out_of_a_custom_archive_as_pg_restore_would() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(c) = Cluster::start() else { return };
+    c.sql("postgres", "CREATE DATABASE shop");
+    c.sql("shop", &fixture());
+    let archive = c.tool("pg_dump", &["-Fc", "-d", &c.dsn("shop")]);
+    let out = pack(tmp.path(), ID, &archive, &["--part-size", "5000"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plain = |extra: &[&str], file: &Path| {
+        let mut cmd = crate::support::bin();
+        cmd.args(["--bucket"])
+            .arg(tmp.path())
+            .args(["--backup-id", ID])
+            .args(extra)
+            .arg("-o")
+            .arg(file)
+            .env("A9S_SECRET", SECRET);
+        cmd.output().unwrap()
+    };
+    // One table, loaded with psql -f into an empty database, against pg_restore -t.
+    let file = tmp.path().join("items.sql");
+    let out = plain(&["--table", "public.\"Order Items\""], &file);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sql = std::fs::read_to_string(&file).unwrap();
+    assert!(!sql.starts_with("PGDMP"), "{sql}");
+    assert!(!sql.contains("customers"), "{sql}");
+    c.sql("postgres", "CREATE DATABASE empty");
+    psql_file(&c, "empty", &file);
+    c.sql("postgres", "CREATE DATABASE by_pg_restore");
+    let dump = tmp.path().join("archive.dump");
+    std::fs::write(&dump, &archive).unwrap();
+    let pr = std::process::Command::new(c.bin.join("pg_restore"))
+        .args(["-t", "Order Items", "-d", &c.dsn("by_pg_restore")])
+        .arg(&dump)
+        .output()
+        .unwrap();
+    assert!(
+        pr.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pr.stderr)
+    );
+    assert_eq!(
+        table_checksums(&c, "empty"),
+        table_checksums(&c, "by_pg_restore")
+    );
+    // The database whole, under a new name: a dump that creates it, as pg_dump --create's.
+    let file = tmp.path().join("shop.sql");
+    let out = plain(&["--database", "shop", "--into", "shop_copy"], &file);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sql = std::fs::read_to_string(&file).unwrap();
+    assert!(sql.contains("CREATE DATABASE \"shop_copy\""), "{sql}");
+    psql_file(&c, "postgres", &file);
+    assert_eq!(
+        table_checksums(&c, "shop_copy"),
+        table_checksums(&c, "shop")
+    );
+    // A pick that matches nothing in the archive: an error, and no file.
+    let file = tmp.path().join("none.sql");
+    let out = plain(&["--table", "public.empty_tabel"], &file);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("did you mean public.empty_table?"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!file.exists());
+    // A --pg-bin without pg_restore is said before anything is read.
+    let out = plain(&["--table", "public.x", "--pg-bin", "/nonexistent"], &file);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("pg_restore"), "{}", stderr(&out));
 }
 
 #[test]
@@ -535,4 +665,96 @@ fn verify_lists_each_databases_schemas_and_tables_with_their_bytes() {
         .unwrap();
     assert_eq!(orders["rows"], 300);
     assert!(orders["bytes"].as_u64().unwrap() > 300 * 20, "{orders}");
+}
+
+/// A hostile last database: a pick of its dotted, quoted, unicode and uppercase names,
+/// restored beside it, equals its source; the plain form's output loads with psql.
+#[test]
+fn a_pick_of_odd_names_in_the_last_database_of_a_pg_dumpall() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(c) = Cluster::start() else { return };
+    let db = "zz Zoë \"Q\"";
+    c.sql("postgres", "CREATE DATABASE shop");
+    c.sql("shop", &fixture());
+    c.sql("postgres", "CREATE DATABASE \"zz Zoë \"\"Q\"\"\"");
+    c.sql(
+        db,
+        "CREATE SCHEMA \"Odd.Schema\";
+         CREATE TABLE \"Odd.Schema\".\"Mixed Case\" (id serial PRIMARY KEY, \"Ünï\" text);
+         INSERT INTO \"Odd.Schema\".\"Mixed Case\" (\"Ünï\") SELECT 'row ' || g FROM generate_series(1, 50) g;
+         CREATE INDEX \"mixed.idx\" ON \"Odd.Schema\".\"Mixed Case\" (\"Ünï\");
+         CREATE TABLE public.\"UPPER\" (x int);
+         INSERT INTO public.\"UPPER\" SELECT generate_series(1, 7);
+         CREATE TABLE public.upper (y int);
+         INSERT INTO public.upper VALUES (1);
+         CREATE TABLE public.parent (id int);
+         CREATE TABLE public.child (extra text) INHERITS (public.parent);
+         INSERT INTO public.parent VALUES (1), (2);
+         INSERT INTO public.child VALUES (3, 'x');",
+    );
+    let dump = c.tool("pg_dumpall", &[]);
+    let out = pack(tmp.path(), ID, &dump, &["--part-size", "9000"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let picks = [
+        "--database",
+        db,
+        "--table",
+        "\"Odd.Schema\".\"Mixed Case\"",
+        "--table",
+        "\"UPPER\"",
+        "--table",
+        "public.parent",
+    ];
+    let mut args: Vec<&str> = picks.to_vec();
+    args.extend(["--into", "odd_back", "--jobs", "2"]);
+    let out = restore_pick(tmp.path(), &c, "postgres", &args);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("3 table(s): row counts match the dump"),
+        "{err}"
+    );
+    for t in [
+        "\"Odd.Schema\".\"Mixed Case\"",
+        "public.\"UPPER\"",
+        "ONLY public.parent",
+    ] {
+        assert_eq!(rows_of(&c, "odd_back", t), rows_of(&c, db, t), "{t}");
+    }
+    // An inheritance parent comes without its children, as pg_dump -t brings it.
+    assert_eq!(
+        c.sql(
+            "odd_back",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'child'"
+        ),
+        "0"
+    );
+    // "UPPER" is not upper: the lower-case table stayed behind.
+    assert_eq!(
+        c.sql(
+            "odd_back",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'upper'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        c.sql(
+            "odd_back",
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'mixed.idx'"
+        ),
+        "1"
+    );
+    // The plain form, loaded into an empty database that has the schema.
+    let file = tmp.path().join("odd.sql");
+    let mut args: Vec<&str> = picks.to_vec();
+    args.extend(["-o", file.to_str().unwrap()]);
+    let out = recover(tmp.path(), ID, SECRET, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    c.sql("postgres", "CREATE DATABASE odd_plain");
+    c.sql("odd_plain", "CREATE SCHEMA \"Odd.Schema\"");
+    psql_file(&c, "odd_plain", &file);
+    assert_eq!(
+        table_checksums(&c, "odd_plain"),
+        table_checksums(&c, "odd_back")
+    );
 }
