@@ -418,8 +418,21 @@ pub struct PickArgs {
     /// With a pick, keep a pg_dumpall's roles and tablespaces too. Not the default: on a live
     /// cluster the dump's ALTER ROLE would set existing roles' passwords and attributes back
     /// to the backup's.
-    #[arg(long, help_heading = "Picking part of a backup")]
+    #[arg(
+        long,
+        overrides_with = "no_globals",
+        help_heading = "Picking part of a backup"
+    )]
     pub globals: bool,
+
+    /// With a pick, leave out a pg_dumpall's roles and tablespaces (the default; the last of
+    /// --globals and --no-globals wins).
+    #[arg(
+        long,
+        overrides_with = "globals",
+        help_heading = "Picking part of a backup"
+    )]
+    pub no_globals: bool,
 }
 
 #[derive(Debug, Args)]

@@ -405,7 +405,7 @@ pub enum Error {
     Config(String),
 
     /// A pick (`--database`, `--schema`, `--table`, `--into`) this dump cannot serve.
-    #[error("{reason}. Nothing that was not picked was sent.")]
+    #[error("{reason}{} Nothing that was not picked was sent.", if reason.ends_with(['?', '.', '!']) { "" } else { "." })]
     Pick { reason: String },
 
     /// A stage stopped because another stage failed; never shown when the real error is known.

@@ -87,6 +87,9 @@ pub struct Pick {
     /// whichever database the output is loaded into, as pg_dump -t writes them (the plain
     /// form). Otherwise the dump's `\connect` takes them to the database of their name.
     pub no_connect: bool,
+    /// The objects go into a database made for them (`drill`'s throwaway cluster), as with
+    /// `--into`: the schemas of the tables picked come too.
+    pub fresh: bool,
 }
 
 /// Parses one SQL identifier: unquoted folds to lower case, `"…"` is taken as it is.
@@ -1030,9 +1033,9 @@ impl State {
         let Some(name) = name else {
             return Held::Drop;
         };
-        // A new database (--into) needs the schemas of the tables picked into it.
+        // A new database (--into, a drill's) needs the schemas of the tables picked into it.
         let wanted = self.pick.schemas.iter().any(|s| s == name)
-            || (self.pick.into.is_some()
+            || ((self.pick.into.is_some() || self.pick.fresh)
                 && name != "public"
                 && self
                     .pick

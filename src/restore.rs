@@ -525,10 +525,11 @@ fn pick_output(
             ),
         });
     }
+    // describe() says an --into.
     let whither = match (&pick.into, kind) {
-        (Some(new), _) => format!("into the new database {}", crate::pick::quote_ident(new)),
-        (None, DumpKind::PgDumpall) => "each into the database of its name".into(),
-        (None, _) => format!("into {}", crate::text::escape(&target.database())),
+        (Some(_), _) => String::new(),
+        (None, DumpKind::PgDumpall) => " (each into the database of its name)".into(),
+        (None, _) => format!(" (into {})", crate::text::escape(&target.database())),
     };
     let mut pick = pick.clone();
     if kind != DumpKind::PgDumpall && pick.into.is_none() && !pick.whole_databases() {
@@ -537,7 +538,7 @@ fn pick_output(
         Arc::make_mut(&mut pick).no_connect = true;
     }
     let line = format!(
-        "{line}; only what is picked: {} ({whither}), the rest read and dropped",
+        "{line}; only what is picked: {}{whither}, the rest read and dropped",
         pick.describe()
     );
     let output = Output::Picked {

@@ -38,6 +38,7 @@ pub(super) fn pick(args: &PickArgs) -> anyhow::Result<Option<a9s_recover::pick::
         into: args.into.clone(),
         globals: args.globals,
         no_connect: false,
+        fresh: false,
     };
     pick.check()?;
     if pick.is_everything() {
@@ -172,9 +173,19 @@ pub(super) fn drill_options(
     progress: bool,
     shutdown: Shutdown,
 ) -> anyhow::Result<RestoreOptions> {
+    let no_globals = load.pick.no_globals;
+    let mut load = load_options(load)?;
+    if let Some(p) = &mut load.pick {
+        let p = std::sync::Arc::make_mut(p);
+        // The throwaway cluster has none of the schemas picked tables are in, and none of
+        // the roles that own them: there is no live role to set back, so the globals come
+        // unless --no-globals.
+        p.fresh = true;
+        p.globals |= !no_globals;
+    }
     Ok(RestoreOptions {
         target,
-        load: load_options(load)?,
+        load,
         journal: Journal::Off,
         checks: Checks::default(),
         yes: true,

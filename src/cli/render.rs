@@ -253,7 +253,16 @@ impl fmt::Display for Restored<'_> {
         let r = self.0;
         write!(
             f,
-            "restored {} ({}) into {} in {:.1}s{}{}",
+            "restored {}{} ({}) into {} in {:.1}s{}{}",
+            r.effects
+                .pick
+                .as_ref()
+                .map(|p| format!(
+                    "what was picked ({} of {} items) of ",
+                    p.items_kept,
+                    p.items_kept + p.items_dropped
+                ))
+                .unwrap_or_default(),
             r.backup_id,
             r.dump_kind.describe(),
             r.target,
