@@ -702,6 +702,12 @@ pub struct DrillArgs {
     /// Where to create the throwaway cluster [default: the system temp directory].
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+
+    /// The server binaries (initdb, pg_ctl, postgres) of the throwaway cluster [default:
+    /// --pg-bin when it has them, else of /usr/lib/postgresql/N/bin, /usr/pgsql-N/bin,
+    /// /usr/local/pgsql/bin and PATH, the oldest major version that takes the dump].
+    #[arg(long, value_name = "DIR")]
+    pub server_bin: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -1382,13 +1388,31 @@ async fn drill_inner(
     shutdown: Shutdown,
     report_out: &mut Option<RestoreReport>,
 ) -> anyhow::Result<()> {
-    let tools = PgTools {
-        bin_dir: args.load.pg_bin.clone(),
-    };
     // A pick that cannot be is said before a cluster is made for it.
     config::pick(&args.load.pick)?;
     let (source, req) = backup_request(&args.backup, ui, &shutdown).await?;
-    ui.notice("starting a throwaway PostgreSQL cluster");
+    // The server is the one that takes this dump: its head says what made it.
+    let origin = restore::peek_origin(source.clone(), &req).await?;
+    let server = a9s_recover::pg::cluster::choose_server(
+        args.server_bin.as_deref(),
+        args.load.pg_bin.as_deref(),
+        &origin,
+        args.load.allow_older_target,
+    )
+    .await?;
+    let tools = PgTools {
+        bin_dir: Some(server.bin.clone()),
+    };
+    ui.notice(&format!(
+        "starting a throwaway PostgreSQL {} cluster ({}, {}){}",
+        server.version,
+        server.bin.display(),
+        server.why,
+        origin
+            .describe()
+            .map(|m| format!(" for a dump made by {m}"))
+            .unwrap_or_default()
+    ));
     // initdb and pg_ctl take seconds: off the async runtime.
     let work_dir = args.work_dir.clone();
     let start_tools = tools.clone();
@@ -1398,6 +1422,10 @@ async fn drill_inner(
             .map_err(|e| anyhow::anyhow!("starting the drill cluster: {e}"))??;
     let mut opts = config::drill_options(&args.load, cluster.conninfo(), ui.progress, shutdown)?;
     opts.load.verbose = ui.verbose;
+    if args.load.pg_bin.is_none() && server.bin.join("psql").is_file() {
+        // The client beside the server, of its version, unless --pg-bin names one.
+        opts.load.tools.bin_dir = Some(server.bin.clone());
+    }
     // Whatever happens from here on, the cluster is stopped (or kept) below, off the runtime.
     let result: anyhow::Result<()> = async {
         let plan = PlanFile::parse("drill", a9s_recover::plan::DEFAULT_PLAN)?;

@@ -87,6 +87,17 @@ pub enum Incompatibility {
         server: crate::dump::PgVersion,
         target: crate::dump::PgVersion,
     },
+    #[error(
+        "the dump{made} needs a PostgreSQL {needed} server or newer for the drill's throwaway cluster, and {found}. \
+         Install the server package of that version (it has initdb and postgres: e.g. `apt-get install postgresql-{needed}`; \
+         postgresql-client-{needed} alone is not enough), or name its bin directory with --server-bin DIR \
+         (--allow-older-target drills on an older server anyway). Nothing was started."
+    )]
+    NoDrillServer {
+        made: String,
+        needed: String,
+        found: String,
+    },
 }
 
 /// Whether a failed request may succeed when tried again.
@@ -448,6 +459,11 @@ impl Error {
             Error::Incompatible { .. } => "incompatible",
             Error::Child { .. } => "child",
             Error::Standby { .. } => "standby",
+            // A refused version pairing is one kind wherever it is found (issue 21): in the
+            // preflight stage as before the stream.
+            Error::Stage { source, .. } if matches!(**source, Error::Incompatible(_)) => {
+                "incompatible"
+            }
             Error::Stage { .. } => "stage",
             Error::RenameSource { .. } => "rename_source",
             Error::Verification { .. } => "verification",

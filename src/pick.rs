@@ -729,6 +729,9 @@ impl State {
         self.db_started = true;
         self.picked.clear();
         if !self.db_on {
+            // The dump names its databases: an object of one not picked (a table in
+            // `postgres`, before the picked one) is not a dump of one database to create.
+            self.connected = true;
             return;
         }
         if self.pick.whole_databases() && !self.report.databases.contains(&db) {
@@ -950,6 +953,17 @@ impl State {
         }
         if self.pick.schemas.contains(&h.schema) {
             return Held::Keep;
+        }
+        if h.kind == "STATISTICS DATA" {
+            // PostgreSQL 18's statistics of a table or an index, named by the header.
+            let r = Relation::new(h.schema.clone(), h.name.clone());
+            return if self.is_picked(&r) {
+                Held::Keep
+            } else if !self.past_pre {
+                Held::Pending(r)
+            } else {
+                Held::Drop
+            };
         }
         let about = match facts.first() {
             Some(Fact::Creates { rel, .. }) | Some(Fact::On(rel)) => rel.clone(),

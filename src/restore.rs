@@ -270,6 +270,15 @@ fn check_trace(path: &std::path::Path) -> Result<()> {
     })
 }
 
+/// What the dump's head says of the programs that made it (the pg_dump, the server, a
+/// custom archive's version): a listing, the metadata and the first 256 KiB of the stream.
+/// `drill` asks it before it chooses the server of its cluster.
+pub async fn peek_origin(source: Arc<dyn Source>, req: &Request) -> Result<dump::Origin> {
+    let backup = pipeline::prepare(source, req).await?;
+    let head = pipeline::peek_dump(&backup, dump::ORIGIN_LEN).await?;
+    Ok(dump::origin(&head))
+}
+
 /// Checks the backup and resolves the plan. Nothing is changed anywhere.
 pub async fn prepare_restore(
     source: Arc<dyn Source>,
@@ -354,7 +363,30 @@ pub async fn prepare_restore(
         DumpFormat::Sql => "psql",
         DumpFormat::Custom => "pg_restore",
     })?;
-    check_tool(&origin, format, &program, PgTools::version(&program).await)?;
+    let program_version = PgTools::version(&program).await;
+    check_tool(&origin, format, &program, program_version)?;
+    // Which program reads the dump, and its version, for the dry run and the report.
+    let mut with = format!(
+        "{} {}({})",
+        if format == DumpFormat::Sql {
+            "psql"
+        } else {
+            "pg_restore"
+        },
+        program_version.map(|v| format!("{v} ")).unwrap_or_default(),
+        program.display()
+    );
+    if format == DumpFormat::Custom && !opts.load.direct_pg_restore {
+        let psql = opts.load.tools.find("psql")?;
+        with.push_str(&format!(
+            " and psql {}({})",
+            PgTools::version(&psql)
+                .await
+                .map(|v| format!("{v} "))
+                .unwrap_or_default(),
+            psql.display()
+        ));
+    }
     let stop_flag = if on_error_stop {
         " -v ON_ERROR_STOP=1"
     } else {
@@ -456,6 +488,7 @@ pub async fn prepare_restore(
             )
         }
     };
+    let restore_line = format!("{restore_line}; with {with}");
     let (output, restore_line) = match &opts.load.pick {
         None => (output, restore_line),
         Some(pick) => pick_output(pick, dump_kind, output, restore_line, &opts.target)?,

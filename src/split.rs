@@ -95,7 +95,13 @@ impl ObjectKind {
             | "EVENT TRIGGER"
             | "MATERIALIZED VIEW DATA"
             | "DEFAULT ACL"
-            | "STATISTICS" => ObjectKind::Late,
+            | "STATISTICS"
+            // PostgreSQL 18's relation and column statistics (pg_restore_relation_stats,
+            // pg_restore_attribute_stats): a table's come after all the data, an index's
+            // after all the indexes; both run with the rest, once every key and index is
+            // built, so no index build of ours overwrites what they set, and an index's
+            // statistics never run before the index exists.
+            | "STATISTICS DATA" => ObjectKind::Late,
             other => ObjectKind::Other(other.to_string()),
         }
     }
@@ -735,12 +741,16 @@ fn parse_ident(s: &str) -> Option<(String, &str)> {
     (end > 0).then(|| (s[..end].to_lowercase(), &s[end..]))
 }
 
-/// `-- Name: X; Type: T; Schema: S; Owner: O` or `-- Data for Name: …`. The name may itself
+/// `-- Name: X; Type: T; Schema: S; Owner: O`, `-- Data for Name: …` or `-- Statistics for
+/// Name: …` (PostgreSQL 18). The name may itself
 /// hold `; Type: `, so the type is the first candidate that reads as one (upper-case words).
 fn parse_header(line: &[u8]) -> Option<Header> {
     let line = std::str::from_utf8(line).ok()?;
     let (data, rest) = if let Some(r) = line.strip_prefix("-- Data for Name: ") {
         (true, r)
+    } else if let Some(r) = line.strip_prefix("-- Statistics for Name: ") {
+        // PostgreSQL 18's `STATISTICS DATA` items (pg_dump --statistics).
+        (false, r)
     } else {
         (false, line.strip_prefix("-- Name: ")?)
     };
@@ -923,6 +933,15 @@ mod tests {
                 .kind,
             "TABLE DATA"
         );
+        let h = parse_header(
+            b"-- Statistics for Name: a_pkey; Type: STATISTICS DATA; Schema: public; Owner: -",
+        )
+        .unwrap();
+        assert_eq!(
+            (h.kind.as_str(), h.name.as_str(), h.data),
+            ("STATISTICS DATA", "a_pkey", false)
+        );
+        assert_eq!(ObjectKind::parse(&h.kind), ObjectKind::Late);
         assert!(parse_header(b"-- Name: t").is_none());
     }
 

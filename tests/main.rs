@@ -9,6 +9,7 @@ mod cli;
 mod cloud;
 mod faults;
 mod hostile;
+mod matrix;
 mod pack_verify;
 mod parallel;
 mod pick;

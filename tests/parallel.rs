@@ -16,7 +16,7 @@ use crate::support::*;
 
 /// Everything the issue lists, in three databases with odd names. `shop` is large enough for
 /// its big tables to be cut into several COPY chunks.
-const SHOP: &str = r#"
+pub(crate) const SHOP: &str = r#"
 CREATE EXTENSION hstore; CREATE EXTENSION citext; CREATE EXTENSION pg_trgm;
 CREATE ROLE corpus_reader;
 CREATE SCHEMA sales; CREATE SCHEMA "Odd.Schema ü";
@@ -75,7 +75,7 @@ COMMENT ON TABLE sales.orders IS 'orders; with a semicolon';
 GRANT SELECT ON sales.orders TO corpus_reader;
 "#;
 
-const ODD: &str = r#"
+pub(crate) const ODD: &str = r#"
 CREATE TABLE public.tree (id int PRIMARY KEY, parent int REFERENCES public.tree(id), body bytea, "Ünï" text);
 INSERT INTO public.tree SELECT g, NULLIF(g / 2, 0), decode(repeat(to_hex(g % 16), 8), 'hex'), E'line\nbreak ' || g
   FROM generate_series(1, 2000) g;
@@ -84,12 +84,12 @@ INSERT INTO public."select" VALUES (1), (NULL);
 CREATE INDEX tree_parent ON public.tree (parent);
 "#;
 
-const KEYWORD: &str = r#"
+pub(crate) const KEYWORD: &str = r#"
 CREATE TABLE public.t (a int PRIMARY KEY);
 INSERT INTO public.t SELECT generate_series(1, 10);
 "#;
 
-const ODD_DB: &str = "Odd DB ü \"q\"";
+pub(crate) const ODD_DB: &str = "Odd DB ü \"q\"";
 
 fn source() -> Option<Cluster> {
     let c = Cluster::start()?;
@@ -104,7 +104,7 @@ fn source() -> Option<Cluster> {
 
 /// What must be the same after two restores of one dump: per database, the schema as
 /// pg_dump prints it, every table's rows (order aside), every sequence, every large object.
-fn fingerprint(c: &Cluster, db: &str) -> String {
+pub(crate) fn fingerprint(c: &Cluster, db: &str) -> String {
     let schema: String = String::from_utf8(c.tool("pg_dump", &["--schema-only", "-d", &c.dsn(db)]))
         .unwrap()
         .lines()

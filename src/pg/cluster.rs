@@ -21,6 +21,158 @@ pub struct TempCluster {
     opts: ClusterOptions,
 }
 
+/// The server binaries a drill's cluster is made with, and why those.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerChoice {
+    /// The directory of initdb, pg_ctl and postgres.
+    pub bin: PathBuf,
+    pub version: crate::dump::PgVersion,
+    /// Why this one: `--server-bin`, `--pg-bin`, or which fits the dump.
+    pub why: String,
+}
+
+/// Whether `dir` holds a server: initdb, pg_ctl and postgres.
+fn holds_server(dir: &Path) -> bool {
+    ["initdb", "pg_ctl", "postgres"]
+        .iter()
+        .all(|p| dir.join(p).is_file())
+}
+
+/// The usual places of PostgreSQL servers: Debian's `/usr/lib/postgresql/N/bin`, the PGDG
+/// RPMs' `/usr/pgsql-N/bin`, a source build's `/usr/local/pgsql/bin`, and the directory of
+/// an initdb on PATH.
+fn usual_servers() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for (parent, prefix, suffix) in [
+        ("/usr/lib/postgresql", "", "bin"),
+        ("/usr", "pgsql-", "bin"),
+    ] {
+        if let Ok(rd) = std::fs::read_dir(parent) {
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.strip_prefix(prefix).is_some_and(|v| !v.is_empty()) {
+                    out.push(e.path().join(suffix));
+                }
+            }
+        }
+    }
+    out.push(PathBuf::from("/usr/local/pgsql/bin"));
+    if let Some(paths) = std::env::var_os("PATH") {
+        for d in std::env::split_paths(&paths) {
+            let initdb = d.join("initdb");
+            if initdb.is_file() {
+                let real = std::fs::canonicalize(&initdb).unwrap_or(initdb);
+                out.extend(real.parent().map(Path::to_path_buf));
+            }
+        }
+    }
+    out.retain(|d| holds_server(d));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Picks the server for a drill of a dump made as `origin` says: `--server-bin`; else
+/// `--pg-bin` when it holds a server; else, of the usual places, the oldest major that takes
+/// the dump (the dump's own, when there), and with `allow_older` and none that takes it, the
+/// one of the source server's major, else the newest. None that fits: what to install.
+pub async fn choose_server(
+    server_bin: Option<&Path>,
+    pg_bin: Option<&Path>,
+    origin: &crate::dump::Origin,
+    allow_older: bool,
+) -> Result<ServerChoice> {
+    let version = |bin: PathBuf| async move {
+        let v = PgTools::version(&bin.join("postgres")).await;
+        (bin, v)
+    };
+    if let Some(d) = server_bin {
+        if !holds_server(d) {
+            return Err(Error::ToolMissing {
+                tool: "initdb, pg_ctl and postgres".into(),
+                hint: format!("they are not all in --server-bin {}", d.display()),
+            });
+        }
+        let (bin, v) = version(d.to_path_buf()).await;
+        return Ok(ServerChoice {
+            bin,
+            version: v.unwrap_or(crate::dump::PgVersion(0)),
+            why: "--server-bin".into(),
+        });
+    }
+    if let Some(d) = pg_bin.filter(|d| holds_server(d)) {
+        let (bin, v) = version(d.to_path_buf()).await;
+        return Ok(ServerChoice {
+            bin,
+            version: v.unwrap_or(crate::dump::PgVersion(0)),
+            why: "--pg-bin".into(),
+        });
+    }
+    let mut found = Vec::new();
+    for d in usual_servers() {
+        if let (bin, Some(v)) = version(d).await {
+            found.push((v, bin));
+        }
+    }
+    // Oldest first; of one major, the newest minor first.
+    found.sort_by_key(|(v, _)| (v.major(), std::cmp::Reverse(*v)));
+    let needed = origin.newest_major();
+    let fits = |(v, _): &&(crate::dump::PgVersion, PathBuf)| needed.is_none_or(|n| v.major() >= n);
+    let pick = match found.iter().find(fits) {
+        Some(f) => Some((
+            f.clone(),
+            match needed {
+                Some(n) if f.0.major() == n => "the dump's own major version".to_string(),
+                Some(_) => "the oldest major version here that takes the dump".to_string(),
+                None => "the oldest here (the dump does not say its version)".to_string(),
+            },
+        )),
+        None if allow_older => origin
+            .server
+            .and_then(|s| found.iter().find(|(v, _)| v.major() == s.major()))
+            .map(|f| {
+                (
+                    f.clone(),
+                    "the source server's major version (--allow-older-target)".to_string(),
+                )
+            })
+            .or_else(|| {
+                found.last().map(|f| {
+                    (
+                        f.clone(),
+                        "the newest here (--allow-older-target)".to_string(),
+                    )
+                })
+            }),
+        None => None,
+    };
+    match pick {
+        Some(((version, bin), why)) => Ok(ServerChoice { bin, version, why }),
+        None => Err(Error::Incompatible(
+            crate::error::Incompatibility::NoDrillServer {
+                made: origin
+                    .describe()
+                    .map(|m| format!(" made by {m}"))
+                    .unwrap_or_default(),
+                needed: needed.map(|n| n.major_name()).unwrap_or_default(),
+                found: if found.is_empty() {
+                    "no PostgreSQL server was found".into()
+                } else {
+                    format!(
+                        "found {}",
+                        found
+                            .iter()
+                            .map(|(v, b)| format!("PostgreSQL {v} ({})", b.display()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+            },
+        )),
+    }
+}
+
 fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self")

@@ -324,3 +324,59 @@ fn names_are_read_as_sql_writes_them() {
     };
     assert!(into_two.check().is_err());
 }
+
+/// PostgreSQL 18's pg_dumpall: `\restrict` around every database, a table in `postgres`
+/// before the picked database, and `STATISTICS DATA` items. A table picked `--into` a new
+/// name gets one CREATE DATABASE (the dump's, renamed), its statistics and its index's, and
+/// no other table's.
+#[test]
+fn a_pg_dumpall_of_18_with_statistics_and_objects_in_postgres() {
+    let stats = |name: &str| {
+        format!(
+            "--\n-- Statistics for Name: {name}; Type: STATISTICS DATA; Schema: s; Owner: -\n--\n\n\
+             SELECT * FROM pg_catalog.pg_restore_relation_stats(\n\t'version', '180006'::integer,\n\t'schemaname', 's',\n\t'relname', '{name}');\n\n"
+        )
+    };
+    let db = |name: &str, key: &str, body: &str| {
+        format!(
+            "\\connect {name}\n\n\\restrict {key}\n\nSET statement_timeout = 0;\n\n{body}\\unrestrict {key}\n\n"
+        )
+    };
+    let postgres_body = "--\n-- Name: a; Type: TABLE; Schema: public; Owner: postgres\n--\n\nCREATE TABLE public.a (x int);\n\n";
+    let shop_body = format!(
+        "--\n-- Name: s; Type: SCHEMA; Schema: -; Owner: postgres\n--\n\nCREATE SCHEMA s;\n\n\
+         --\n-- Name: t; Type: TABLE; Schema: s; Owner: postgres\n--\n\nCREATE TABLE s.t (id int);\n\n\
+         --\n-- Name: u; Type: TABLE; Schema: s; Owner: postgres\n--\n\nCREATE TABLE s.u (id int);\n\n\
+         --\n-- Data for Name: t; Type: TABLE DATA; Schema: s; Owner: postgres\n--\n\nCOPY s.t (id) FROM stdin;\n1\n\\.\n\n\
+         --\n-- Data for Name: u; Type: TABLE DATA; Schema: s; Owner: postgres\n--\n\nCOPY s.u (id) FROM stdin;\n2\n\\.\n\n\
+         {}{}\
+         --\n-- Name: t_id; Type: INDEX; Schema: s; Owner: postgres\n--\n\nCREATE INDEX t_id ON s.t USING btree (id);\n\n\
+         {}",
+        stats("t"),
+        stats("u"),
+        stats("t_id")
+    );
+    let dump = format!(
+        "\\restrict G\n\nSET default_transaction_read_only = off;\n\n\\unrestrict G\n\n{}\
+         \\restrict C\n\n--\n-- Name: shop; Type: DATABASE; Schema: -; Owner: postgres\n--\n\n\
+         CREATE DATABASE shop WITH TEMPLATE = template0;\n\n\\unrestrict C\n{}",
+        db("postgres", "P", postgres_body),
+        db("shop", "C", &shop_body)
+    );
+    let pick = Pick {
+        databases: vec!["shop".into()],
+        into: Some("back".into()),
+        ..tables(&["s.t"])
+    };
+    for step in [1, 7, 1 << 20] {
+        let (out, report) = run(&pick, dump.as_bytes(), step).unwrap();
+        assert_eq!(out.matches("CREATE DATABASE").count(), 1, "{out}");
+        assert!(out.contains("CREATE DATABASE \"back\""), "{out}");
+        assert!(!out.contains("public.a"), "{out}");
+        assert!(out.contains("'relname', 't')"), "{out}");
+        assert!(out.contains("'relname', 't_id')"), "{out}");
+        assert!(!out.contains("'relname', 'u')"), "{out}");
+        assert!(!out.contains("COPY s.u"), "{out}");
+        assert_eq!(report.relations.len(), 1, "{report:?}");
+    }
+}

@@ -60,11 +60,18 @@ impl Kind for Preflight {
                 }
             }
         }
+        // Which psql runs the stages and the SQL, and its version (issue 21): an older one
+        // than the dump needs is refused before, and this says which was found.
+        let psql = crate::pg::PgTools::version(&ctx.psql.program)
+            .await
+            .map(|v| format!("psql {v}"))
+            .unwrap_or_else(|| "psql".into());
         Ok(format!(
-            "PostgreSQL {} as {}, database {}, a primary",
+            "PostgreSQL {} as {}, database {}, a primary; through {psql} ({})",
             get(0),
             get(2),
-            get(3)
+            get(3),
+            ctx.psql.program.display()
         ))
     }
 }

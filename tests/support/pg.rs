@@ -19,6 +19,28 @@ pub struct Cluster {
     pub bin: PathBuf,
 }
 
+/// Where the version matrix's builds are (scripts/install-test-pg.sh writes its `env`).
+const BUILDS_ENV: &str = "/opt/a9s-recover-test-pg/env";
+
+/// The bin directory of the real PostgreSQL build of `major` that scripts/install-test-pg.sh
+/// installed (13, 16, 17, 18): `A9S_PG<major>_BIN`, else the installer's `env` file. Under
+/// `CI=true` a build that is not there fails the test.
+pub fn build(major: u32) -> Option<PathBuf> {
+    let key = format!("A9S_PG{major}_BIN");
+    let dir = std::env::var_os(&key).map(PathBuf::from).or_else(|| {
+        let env = std::fs::read_to_string(BUILDS_ENV).ok()?;
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(PathBuf::from)
+    });
+    match dir {
+        Some(d) if d.join("postgres").is_file() => Some(d),
+        _ => super::servers::unavailable_pub(&format!(
+            "no PostgreSQL {major} build ({key}, or {BUILDS_ENV}: scripts/install-test-pg.sh makes them)"
+        )),
+    }
+}
+
 impl Cluster {
     fn wrap(inner: TempCluster) -> Cluster {
         Cluster {
@@ -34,6 +56,53 @@ impl Cluster {
             Ok(c) => Some(Self::wrap(c)),
             Err(e) => super::servers::unavailable_pub(&e.to_string()),
         }
+    }
+
+    /// A fresh primary of the server binaries in `bin` (a build of [`build`]).
+    pub fn start_in(bin: &Path) -> Option<Cluster> {
+        let tools = PgTools {
+            bin_dir: Some(bin.to_path_buf()),
+        };
+        match TempCluster::start(&tools, None) {
+            Ok(c) => Some(Self::wrap(c)),
+            Err(e) => super::servers::unavailable_pub(&e.to_string()),
+        }
+    }
+
+    /// A client program for this cluster: beside its server; for a build of the server
+    /// alone, the newest client there is (18's, which reads every older server), else PATH's.
+    pub fn program(&self, name: &str) -> PathBuf {
+        let beside = self.bin.join(name);
+        if beside.exists() {
+            return beside;
+        }
+        if let Ok(d) = std::env::var("A9S_PG18_BIN")
+            .map(PathBuf::from)
+            .or_else(|_| {
+                std::fs::read_to_string(BUILDS_ENV)
+                    .ok()
+                    .and_then(|e| {
+                        e.lines()
+                            .find_map(|l| l.strip_prefix("A9S_PG18_BIN="))
+                            .map(PathBuf::from)
+                    })
+                    .ok_or(())
+            })
+        {
+            if d.join(name).exists() {
+                return d.join(name);
+            }
+        }
+        self.inner.program(name)
+    }
+
+    /// The server's version, e.g. `17.10`.
+    pub fn version(&self) -> String {
+        self.sql("postgres", "SHOW server_version")
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// A streaming standby of this cluster (pg_basebackup -R).
@@ -62,7 +131,7 @@ impl Cluster {
 
     /// Runs SQL with psql; returns the unaligned, tuples-only output.
     pub fn sql(&self, db: &str, sql: &str) -> String {
-        let out = Command::new(self.inner.program("psql"))
+        let out = Command::new(self.program("psql"))
             .args([
                 "-X",
                 "-q",
@@ -86,7 +155,7 @@ impl Cluster {
 
     /// Runs a client tool (pg_dumpall, pg_dump, ...) against this cluster; returns stdout.
     pub fn tool(&self, tool: &str, args: &[&str]) -> Vec<u8> {
-        let out = Command::new(self.inner.program(tool))
+        let out = Command::new(self.program(tool))
             .args(["-h"])
             .arg(self.socket_dir())
             .args(["-p", &self.port.to_string(), "-U", "postgres"])
