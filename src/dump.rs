@@ -164,12 +164,12 @@ pub struct ArchiveVersion(pub u8, pub u8, pub u8);
 
 impl ArchiveVersion {
     /// The newest archive version the pg_restore of a major version reads, where known.
-    /// PostgreSQL 12 to 15 write 1.14, 16 writes 1.15, 17 writes 1.16.
+    /// PostgreSQL 12 to 15 write 1.14, 16 writes 1.15, 17 and 18 write 1.16.
     pub fn newest_readable_by(pg_restore: PgVersion) -> Option<ArchiveVersion> {
         match pg_restore.0 / 10_000 {
             12..=15 => Some(ArchiveVersion(1, 14, 0)),
             16 => Some(ArchiveVersion(1, 15, 0)),
-            17 => Some(ArchiveVersion(1, 16, 0)),
+            17 | 18 => Some(ArchiveVersion(1, 16, 0)),
             _ => None,
         }
     }

@@ -217,6 +217,41 @@ fn equivalent_in(server: &Path, name: &str, dump: &[u8], custom: bool, stats: bo
     assert!(err.contains("drill passed"), "{err}");
 }
 
+/// A `--schema-only --sequence-data` dump (no rows; a materialized view left unpopulated):
+/// the schema and every sequence as `psql -f` leaves them.
+fn schema_and_sequences_as_psql_f(server: &Path, dump: &[u8]) {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("dump.sql");
+    std::fs::write(&file, dump).unwrap();
+    let look = |c: &Cluster| {
+        let schema = String::from_utf8(c.tool("pg_dump", &["--schema-only", "-d", &c.dsn("shop")]))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let seqs = c.sql(
+            "shop",
+            "SELECT string_agg(schemaname || '.' || sequencename || ' ' || coalesce(last_value, 0), ',' ORDER BY 1) FROM pg_sequences",
+        );
+        format!("{schema}\n{seqs}")
+    };
+    let Some(reference) = Cluster::start_in(server) else {
+        return;
+    };
+    psql_f(&reference, &file, "postgres");
+    let want = look(&reference);
+    drop(reference);
+    let bucket = backup_of(dump);
+    let Some(c) = Cluster::start_in(server) else {
+        return;
+    };
+    let out = restore(bucket.path(), &c, "postgres", &["--jobs", "2"]);
+    assert!(out.status.success(), "--sequence-data: {}", stderr(&out));
+    assert_eq!(look(&c), want);
+    assert!(want.contains("public.invoice_no 4242"), "{want}");
+}
+
 /// 16.2 and 18.6 (the whole tool sets): each version's pg_dumpall (18: with `--statistics`,
 /// whose `pg_restore_relation_stats` calls must land as psql -f lands them) and `pg_dump -Fc`,
 /// restored into the same version.
@@ -232,6 +267,9 @@ fn each_versions_own_dumps_restore_into_it_as_psql_f_and_pg_restore_do() {
         let all = src.tool("pg_dumpall", &[]);
         let custom = src.tool("pg_dump", &["-Fc", "-d", "shop"]);
         let stats = (major >= 18).then(|| src.tool("pg_dumpall", &["--statistics"]));
+        // 18's --sequence-data beside --schema-only: definitions and sequence values.
+        let seqs =
+            (major >= 18).then(|| src.tool("pg_dumpall", &["--schema-only", "--sequence-data"]));
         drop(src);
         equivalent_in(
             &bin,
@@ -256,6 +294,10 @@ fn each_versions_own_dumps_restore_into_it_as_psql_f_and_pg_restore_do() {
             );
             let name = format!("pg_dumpall --statistics {v}");
             equivalent_in(&bin, &name, &stats, false, true, &["2"]);
+        }
+        if let Some(seqs) = seqs {
+            assert!(String::from_utf8_lossy(&seqs).contains("SELECT pg_catalog.setval("));
+            schema_and_sequences_as_psql_f(&bin, &seqs);
         }
     }
 }
@@ -426,6 +468,20 @@ fn a_13_server_dumped_by_newer_pg_dumps_into_newer_servers_and_itself() {
     for (server, client) in [(&b15, &b15), (&b16, &b18), (&b18, &b18)] {
         same_as_psql_f(server, client, &by15, &DBS, &[]);
     }
+    // A drill of it takes the server of the version it needs (15: pg_dump 15's SQL).
+    let bucket15 = backup_of(&by15);
+    let out = bin()
+        .args(["drill", "--bucket"])
+        .arg(bucket15.path())
+        .args(["--backup-id", ID])
+        .env("A9S_SECRET", SECRET)
+        .run();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("cluster (") && err.contains("the dump's own major version) for a dump made by pg_dump 15.18 from PostgreSQL 13.23"),
+        "{err}"
+    );
     let bucket = backup_of(&by18);
     let Some(t) = Cluster::start_in(&b13) else {
         return;

@@ -74,9 +74,10 @@ fn usual_servers() -> Vec<PathBuf> {
 }
 
 /// Picks the server for a drill of a dump made as `origin` says: `--server-bin`; else
-/// `--pg-bin` when it holds a server; else, of the usual places, the oldest major that takes
-/// the dump (the dump's own, when there), and with `allow_older` and none that takes it, the
-/// one of the source server's major, else the newest. None that fits: what to install.
+/// `--pg-bin` when it holds a server; else, of the usual places, one of the major version
+/// the dump needs (the newer of its pg_dump's and its server's), else the newest that takes
+/// it; with `allow_older` and none that takes it, the one of the source server's major, else
+/// the newest. None that fits: what to install.
 pub async fn choose_server(
     server_bin: Option<&Path>,
     pg_bin: Option<&Path>,
@@ -115,17 +116,22 @@ pub async fn choose_server(
             found.push((v, bin));
         }
     }
-    // Oldest first; of one major, the newest minor first.
-    found.sort_by_key(|(v, _)| (v.major(), std::cmp::Reverse(*v)));
+    // Newest first.
+    found.sort_by_key(|(v, _)| std::cmp::Reverse(*v));
     let needed = origin.newest_major();
-    let fits = |(v, _): &&(crate::dump::PgVersion, PathBuf)| needed.is_none_or(|n| v.major() >= n);
-    let pick = match found.iter().find(fits) {
+    let own = found
+        .iter()
+        .find(|(v, _)| needed.is_some_and(|n| v.major() == n));
+    let newer = found
+        .iter()
+        .find(|(v, _)| needed.is_none_or(|n| v.major() >= n));
+    let pick = match own.or(newer) {
         Some(f) => Some((
             f.clone(),
             match needed {
                 Some(n) if f.0.major() == n => "the dump's own major version".to_string(),
-                Some(_) => "the oldest major version here that takes the dump".to_string(),
-                None => "the oldest here (the dump does not say its version)".to_string(),
+                Some(_) => "the newest here, none of the dump's own major version".to_string(),
+                None => "the newest here (the dump does not say its version)".to_string(),
             },
         )),
         None if allow_older => origin
@@ -138,7 +144,7 @@ pub async fn choose_server(
                 )
             })
             .or_else(|| {
-                found.last().map(|f| {
+                found.first().map(|f| {
                     (
                         f.clone(),
                         "the newest here (--allow-older-target)".to_string(),
