@@ -30,6 +30,7 @@ pub(crate) mod prescan;
 pub(crate) mod schedule;
 pub mod simulate;
 pub(crate) mod sql;
+mod status;
 pub mod trace;
 
 #[cfg(test)]
@@ -74,6 +75,8 @@ pub(crate) struct Loader {
     early: Option<Early>,
     /// Which stretch of the stream (between `\connect`s) this is, for the layout.
     stretch: usize,
+    /// The status line on the terminal, or `-v` lines while the load runs.
+    status: status::Status,
 }
 
 impl Loader {
@@ -85,7 +88,17 @@ impl Loader {
             .as_deref()
             .map(trace::Recorder::create)
             .transpose()?;
+        let status = status::Status::start(
+            cfg.status,
+            cfg.verbose,
+            cfg.jobs,
+            Some(status::Probe {
+                psql: cfg.program.clone(),
+                conn: cfg.conn.clone(),
+            }),
+        );
         let mut loader = Loader {
+            status,
             splitter: Splitter::new(),
             planner: Planner::new(cfg.conn.describe(), cfg.on_error_stop, cfg.jobs),
             clock: Clock::new(cfg.verbose, cfg.jobs),
@@ -254,7 +267,19 @@ impl Loader {
                 t.blocked(t0.elapsed().as_secs_f64());
                 t.sync(pool);
             }
+            self.idle_status();
             self.early_events();
+        }
+    }
+
+    /// The status line forgets what idle connections ran.
+    fn idle_status(&self) {
+        if let Some(pool) = &self.pool {
+            for w in 0..pool.len() {
+                if pool.outstanding(w) == 0 {
+                    self.status.idle(w);
+                }
+            }
         }
     }
 
@@ -329,12 +354,27 @@ impl Loader {
 
     fn send(&mut self, w: usize, unit: Unit, kind: &'static str) -> Result<()> {
         self.clock.sending(w, &unit.text, unit.rows.as_deref());
-        if self.clock.tick_due() {
-            let total = self.cfg.layout.as_ref().map(|l| l.data_bytes());
-            let post = self.early.as_ref().map(|e| (e.started, e.items()));
-            let db = self.describe_db();
-            let planned = self.planner.phases.data_bytes;
-            self.clock.tick(&db, planned, total, post);
+        if self.status.active() {
+            let db = self.db.clone().unwrap_or_else(|| self.cfg.conn.database());
+            if !self.status.is_database(&db) {
+                // A new database: its data's total and its post-data, as the first read
+                // counted them.
+                let (total, post) = match self
+                    .cfg
+                    .layout
+                    .as_ref()
+                    .and_then(|l| l.dbs.get(self.stretch))
+                {
+                    Some(d) => (
+                        Some(d.data_bytes),
+                        self.early.as_ref().map_or(0, |e| e.items()),
+                    ),
+                    None => (None, 0),
+                };
+                self.status.database(&db, total, post);
+            }
+            self.status
+                .sending(w, kind, &unit.text, unit.rows.as_deref());
         }
         let pool = self.pool.as_mut().expect("open");
         if let Some(t) = &mut self.trace {
@@ -417,6 +457,9 @@ impl Loader {
         if post.is_empty() {
             return Ok(());
         }
+        self.status.post_data(
+            (post.index.len() + post.fk.len() + post.attach.len() + post.rest.len()) as u64,
+        );
         let t0 = Instant::now();
         let (t1, t2) = if post.attach.is_empty() {
             // One schedule: a foreign key starts as soon as nothing on its two tables is
@@ -462,6 +505,7 @@ impl Loader {
         self.serial_pending = false;
         let mut e = self.early.take().expect("checked above");
         self.clock.data_end(&mut self.planner.phases, false, &db);
+        self.status.post_data(e.items() + post.rest.len() as u64);
         self.planner.phases.early_items += e.started;
         e.release_all();
         let t0 = Instant::now();
@@ -545,6 +589,7 @@ impl Loader {
             if let Some(t) = &mut self.trace {
                 t.sync(pool);
             }
+            self.idle_status();
         }
         self.wait_all_idle()?;
         Ok(items_done.unwrap_or_else(Instant::now))

@@ -52,13 +52,7 @@ pub(crate) struct Clock {
     first_parallel: Option<std::time::Instant>,
     /// The counters when the current database began, or when its data was last reported.
     db_start: Phases,
-    /// The last progress line ([`Clock::tick`]) and when the load began.
-    last_tick: std::time::Instant,
-    started: std::time::Instant,
 }
-
-/// How often `-v` says how far the load is.
-const TICK: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Clock {
     pub(crate) fn new(verbose: bool, jobs: u32) -> Clock {
@@ -68,8 +62,6 @@ impl Clock {
             phase_start: std::time::Instant::now(),
             first_parallel: None,
             db_start: Phases::default(),
-            last_tick: std::time::Instant::now(),
-            started: std::time::Instant::now(),
         }
     }
 
@@ -107,42 +99,6 @@ impl Clock {
             w + 1,
             crate::text::escape(&line)
         );
-    }
-
-    /// `-v`, at most every [`TICK`]: how far the load is: COPY bytes sent of the total the
-    /// first read counted (with two reads), post-data items started of the database's, and
-    /// an estimate of the data's end.
-    /// Whether a progress line is due (`-v`, and [`TICK`] since the last): the caller
-    /// gathers what [`Clock::tick`] says only then, not for every unit.
-    pub(crate) fn tick_due(&self) -> bool {
-        self.verbose && self.last_tick.elapsed() >= TICK
-    }
-
-    pub(crate) fn tick(
-        &mut self,
-        db: &str,
-        sent: u64,
-        total: Option<u64>,
-        post: Option<(u64, u64)>,
-    ) {
-        if !self.tick_due() {
-            return;
-        }
-        self.last_tick = std::time::Instant::now();
-        let mut line = format!("{db}: data {} sent", crate::format_bytes(sent));
-        if let Some(total) = total.filter(|&t| t > 0) {
-            let pct = 100.0 * sent as f64 / total as f64;
-            line.push_str(&format!(" of {} ({pct:.0}%)", crate::format_bytes(total)));
-            let elapsed = self.started.elapsed().as_secs_f64();
-            if sent > 0 && sent < total {
-                let left = elapsed * (total - sent) as f64 / sent as f64;
-                line.push_str(&format!(", the data's end in about {left:.0}s"));
-            }
-        }
-        if let Some((started, all)) = post {
-            line.push_str(&format!("; post-data: {started} of {all} items started"));
-        }
-        self.say(&line);
     }
 
     /// The first data unit of the database was sent.

@@ -1,7 +1,14 @@
 //! Progress on stderr: bytes, rate, ETA, part N of M. Hidden unless the caller asks for it
 //! (the CLI does when stderr is a terminal and `--quiet` is not given).
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Every bar of the process draws through one set, so that the stream's bar and the load's
+/// status line share stderr without overwriting each other.
+fn bars() -> &'static MultiProgress {
+    static BARS: std::sync::OnceLock<MultiProgress> = std::sync::OnceLock::new();
+    BARS.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+}
 
 /// A cheap, clonable progress handle; a hidden one does nothing.
 #[derive(Debug, Clone)]
@@ -20,7 +27,7 @@ impl Progress {
         if !show {
             return Self::hidden();
         }
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        let bar = bars().add(ProgressBar::new(total));
         bar.set_style(
             ProgressStyle::with_template(
                 "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
@@ -42,6 +49,21 @@ impl Progress {
             )
             .expect("static template"),
         );
+        Progress { bar: Some(bar) }
+    }
+
+    /// A status line of its own (the load's phase and what runs), under the other bars,
+    /// redrawn by itself, if `show`.
+    pub fn status(show: bool) -> Self {
+        if !show {
+            return Self::hidden();
+        }
+        let bar = bars().add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_msg}")
+                .expect("static template"),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(250));
         Progress { bar: Some(bar) }
     }
 

@@ -1172,6 +1172,7 @@ fn loader_output(
         on_error_stop,
         jobs,
         verbose: opts.load.verbose,
+        status: opts.progress,
         trace: opts.load.trace.clone(),
         two_pass,
         layout: None,

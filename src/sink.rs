@@ -43,6 +43,8 @@ pub enum Output {
         jobs: u32,
         /// Say what each connection is doing, on stderr.
         verbose: bool,
+        /// The load's status line on the terminal.
+        status: bool,
         /// `restore --trace FILE`: a line per unit, for the simulator.
         trace: Option<PathBuf>,
         /// Read the backup twice: first to learn each database's post-data (see
@@ -363,6 +365,7 @@ impl Output {
             on_error_stop,
             jobs,
             verbose,
+            status,
             trace,
             layout,
             script,
@@ -377,6 +380,7 @@ impl Output {
             on_error_stop: *on_error_stop,
             jobs: *jobs,
             verbose: *verbose,
+            status: *status,
             trace: trace.clone(),
             layout: layout.clone(),
             children: children.clone(),

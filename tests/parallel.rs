@@ -1245,3 +1245,63 @@ fn a_tables_key_builds_while_the_next_table_loads() {
         "2"
     );
 }
+
+/// Issue 20 §4: on a terminal, `restore --jobs 2` shows the load's phase, the data against
+/// the first read's total, the post-data items done of their total and what runs, with
+/// `pg_stat_progress_create_index` for an index being built (here one whose expression
+/// sleeps, so that it is seen); with `-v` and no terminal, the same as a line every 3 s.
+#[test]
+fn a_restore_shows_its_phases_and_the_index_it_builds_on_a_terminal_and_with_v() {
+    let Some(src) = Cluster::start() else { return };
+    src.sql("postgres", "CREATE DATABASE shop");
+    src.sql(
+        "shop",
+        "CREATE FUNCTION public.slow(i int) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT i FROM pg_sleep(0.008) $$;
+         CREATE TABLE public.t (id int PRIMARY KEY, note text);
+         INSERT INTO public.t SELECT g, repeat('x', 100) FROM generate_series(1, 450) g;
+         CREATE INDEX t_slow ON public.t (public.slow(id));",
+    );
+    let dump = src.tool("pg_dumpall", &[]);
+    drop(src);
+    let bucket = backup_of(&dump);
+    let Some(c) = target(None) else { return };
+    let dsn = c.dsn("postgres");
+    let args = [
+        "restore",
+        "--bucket",
+        bucket.path().to_str().unwrap(),
+        "--backup-id",
+        ID,
+        "--target",
+        &dsn,
+        "--yes",
+        "--jobs",
+        "2",
+    ];
+    let (code, screen, _) = crate::safety::on_a_terminal(
+        &args,
+        &[("A9S_SECRET", SECRET)],
+        "a9s-recover: restored",
+        "",
+    );
+    assert_eq!(code, 0, "{screen}");
+    for says in [
+        "data 450 rows, 46.0 KiB of 46.0 KiB",
+        "shop post-data 100%, post-data 1/2",
+        "running: CREATE INDEX t_slow ON public.t",
+        "(shop: building index: scanning table",
+        "s left",
+    ] {
+        assert!(screen.contains(says), "{says}: {screen}");
+    }
+    // -v with stderr not a terminal: the same words, a line every 3 s.
+    let Some(c) = target(None) else { return };
+    let out = restore(bucket.path(), &c, "postgres", &["--jobs", "2", "-v"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("restore --jobs 2: ") && l.contains("s: shop post-data"))
+        .unwrap_or_else(|| panic!("no status line: {err}"));
+    assert!(line.contains("running: CREATE INDEX t_slow"), "{line}");
+}

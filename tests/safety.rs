@@ -684,7 +684,7 @@ fn row_counts_of_real_dumps_have_no_false_alarms() {
 /// Runs the binary on a pseudo-terminal (Python's pty module), waits for `prompt`, types
 /// `keys`, and returns the exit code, what the terminal showed, and how long the exit took
 /// after the keys.
-fn on_a_terminal(
+pub(crate) fn on_a_terminal(
     args: &[&str],
     env: &[(&str, &str)],
     prompt: &str,
@@ -695,6 +695,8 @@ import os, pty, sys, time, select
 prompt, keys = sys.argv[1].encode(), sys.argv[2].encode().decode('unicode_escape').encode()
 pid, fd = pty.fork()
 if pid == 0:
+    import fcntl, struct, termios
+    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 250, 0, 0))
     os.execv(sys.argv[3], sys.argv[3:])
 seen, deadline = b"", time.time() + 60
 while prompt not in seen and time.time() < deadline:
@@ -704,6 +706,7 @@ while prompt not in seen and time.time() < deadline:
         except OSError: break
 os.write(fd, keys)
 t = time.time()
+done, status = 0, 0
 while True:
     r, _, _ = select.select([fd], [], [], 0.2)
     if r:
@@ -734,6 +737,14 @@ sys.stdout.write(seen.decode(errors="replace"))
     let mut it = first.split_whitespace();
     let code = it.next().and_then(|c| c.parse().ok()).unwrap_or(-1);
     let secs: f64 = it.next().and_then(|s| s.parse().ok()).unwrap_or(99.0);
+    if code == -1 {
+        // The driver itself failed: what it said is the screen.
+        return (
+            code,
+            format!("{text}{}", stderr(&out)),
+            Duration::from_secs_f64(secs),
+        );
+    }
     (code, rest.to_string(), Duration::from_secs_f64(secs))
 }
 

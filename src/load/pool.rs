@@ -40,6 +40,8 @@ pub struct Config {
     pub jobs: u32,
     /// Say on stderr what each connection is doing and when each phase ends (`-v`).
     pub verbose: bool,
+    /// Show the load's status line on the terminal (see `load::status`).
+    pub status: bool,
     /// Write a line per unit here (`restore --trace FILE`).
     pub trace: Option<PathBuf>,
     /// The first read's plan (two reads): each database's post-data starts as its tables'
