@@ -143,23 +143,32 @@ fn statistics(c: &Cluster, db: &str) -> String {
     )
 }
 
+/// What a dump is: a pg_dumpall, a plain `pg_dump` of `shop`, or a custom archive of it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    All,
+    Plain,
+    Custom,
+}
+
 /// Restores `dump` (taken on a cluster of `bin`) with the reference tool and with ours at
 /// `--jobs 1` and `2`, each into a fresh cluster of `bin`, and compares every database.
-fn equivalent_in(server: &Path, name: &str, dump: &[u8], custom: bool, stats: bool, jobs: &[&str]) {
+fn equivalent_in(server: &Path, name: &str, dump: &[u8], shape: Shape, stats: bool, jobs: &[&str]) {
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("dump");
     std::fs::write(&file, dump).unwrap();
-    let dbs: &[&str] = if custom { &["shop"] } else { &DBS };
-    let connect = if custom { "shop" } else { "postgres" };
+    let one = shape != Shape::All;
+    let dbs: &[&str] = if one { &["shop"] } else { &DBS };
+    let connect = if one { "shop" } else { "postgres" };
     let fresh = || {
         let c = Cluster::start_in(server)?;
-        if custom {
+        if one {
             c.sql("postgres", "CREATE DATABASE shop");
         }
         Some(c)
     };
     let Some(reference) = fresh() else { return };
-    if custom {
+    if shape == Shape::Custom {
         // Its one error, the GRANT to a role this cluster lacks, is pg_restore's exit 1.
         Command::new(reference.program("pg_restore"))
             .args(["-d", &reference.dsn("shop")])
@@ -252,8 +261,9 @@ fn schema_and_sequences_as_psql_f(server: &Path, dump: &[u8]) {
     assert!(want.contains("public.invoice_no 4242"), "{want}");
 }
 
-/// 16.2 and 18.6 (the whole tool sets): each version's pg_dumpall (18: with `--statistics`,
-/// whose `pg_restore_relation_stats` calls must land as psql -f lands them) and `pg_dump -Fc`,
+/// 16.2 and 18.6 (the whole tool sets): each version's pg_dumpall (18 also with
+/// `--statistics`, whose `pg_restore_relation_stats` calls must land as psql -f lands them,
+/// and with `--schema-only --sequence-data`), `pg_dump -Fc` and `pg_dump -Fp` (at `--jobs 2`),
 /// restored into the same version.
 #[test]
 fn each_versions_own_dumps_restore_into_it_as_psql_f_and_pg_restore_do() {
@@ -266,6 +276,7 @@ fn each_versions_own_dumps_restore_into_it_as_psql_f_and_pg_restore_do() {
         assert!(v.starts_with(&format!("{major}.")), "{v}");
         let all = src.tool("pg_dumpall", &[]);
         let custom = src.tool("pg_dump", &["-Fc", "-d", "shop"]);
+        let plain = src.tool("pg_dump", &["-Fp", "-d", "shop"]);
         let stats = (major >= 18).then(|| src.tool("pg_dumpall", &["--statistics"]));
         // 18's --sequence-data beside --schema-only: definitions and sequence values.
         let seqs =
@@ -275,7 +286,7 @@ fn each_versions_own_dumps_restore_into_it_as_psql_f_and_pg_restore_do() {
             &bin,
             &format!("pg_dumpall {v}"),
             &all,
-            false,
+            Shape::All,
             false,
             &["1", "2"],
         );
@@ -283,9 +294,17 @@ fn each_versions_own_dumps_restore_into_it_as_psql_f_and_pg_restore_do() {
             &bin,
             &format!("pg_dump -Fc {v}"),
             &custom,
-            true,
+            Shape::Custom,
             false,
             &["1", "2"],
+        );
+        equivalent_in(
+            &bin,
+            &format!("pg_dump -Fp {v}"),
+            &plain,
+            Shape::Plain,
+            false,
+            &["2"],
         );
         if let Some(stats) = stats {
             assert!(
@@ -293,7 +312,7 @@ fn each_versions_own_dumps_restore_into_it_as_psql_f_and_pg_restore_do() {
                 "no statistics in pg_dumpall --statistics"
             );
             let name = format!("pg_dumpall --statistics {v}");
-            equivalent_in(&bin, &name, &stats, false, true, &["2"]);
+            equivalent_in(&bin, &name, &stats, Shape::All, true, &["2"]);
         }
         if let Some(seqs) = seqs {
             assert!(String::from_utf8_lossy(&seqs).contains("SELECT pg_catalog.setval("));
