@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::parallel::{fingerprint, KEYWORD, ODD, ODD_DB, SHOP};
+use crate::parallel::{fingerprint, same_fingerprint, KEYWORD, ODD, ODD_DB, SHOP};
 use crate::support::pg::*;
 use crate::support::*;
 
@@ -189,20 +189,12 @@ fn equivalent_in(server: &Path, name: &str, dump: &[u8], shape: Shape, stats: bo
         assert!(err.contains("row counts match the dump"), "{name}: {err}");
         assert!(!err.contains("ran on one connection"), "{name}: {err}");
         for (db, want) in dbs.iter().zip(&want) {
-            let got = fingerprint(&c, db);
-            if &got != want {
-                let diff: Vec<String> = want
-                    .lines()
-                    .zip(got.lines())
-                    .filter(|(a, b)| a != b)
-                    .take(5)
-                    .map(|(a, b)| format!("reference: {a}\n     ours: {b}"))
-                    .collect();
-                panic!(
-                    "{name} --jobs {jobs}: database {db} differs:\n{}",
-                    diff.join("\n")
-                );
-            }
+            same_fingerprint(
+                &format!("{name} --jobs {jobs}"),
+                db,
+                want,
+                &fingerprint(&c, db),
+            );
         }
         if let Some(s) = &want_stats {
             assert_eq!(&statistics(&c, "shop"), s, "{name} --jobs {jobs}");
@@ -368,6 +360,14 @@ fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(out)))
 }
 
+/// A `--json` run refused as `incompatible`: its message.
+fn refused(out: &Output) -> String {
+    assert!(!out.status.success(), "{}", stderr(out));
+    let v = json(out);
+    assert_eq!(v["kind"], "incompatible", "{v:#}");
+    v["error"].as_str().unwrap().to_string()
+}
+
 /// A 17.10 server dumped by pg_dumpall and pg_dump 18.6, the backup host's newer client
 /// tools. Into 17.10 it is refused before anything changes, saying what is the case (the
 /// server it came from is not newer than the target, the pg_dump is) and the three ways on;
@@ -396,10 +396,7 @@ fn a_17_server_dumped_by_pg_dump_18_into_17_and_18() {
             t.sql("postgres", "CREATE DATABASE shop");
         }
         let out = restore(bucket.path(), &t, db, &["--json"]);
-        assert!(!out.status.success(), "{what}: {}", stderr(&out));
-        let v = json(&out);
-        assert_eq!(v["kind"], "incompatible", "{what}: {v:#}");
-        let e = v["error"].as_str().unwrap();
+        let e = refused(&out);
         for says in [
             "pg_dump 18.6 from a PostgreSQL 17.10 server",
             "the target runs PostgreSQL 17.10",
@@ -506,9 +503,7 @@ fn a_13_server_dumped_by_newer_pg_dumps_into_newer_servers_and_itself() {
         return;
     };
     let out = restore(bucket.path(), &t, "postgres", &["--json"]);
-    let v = json(&out);
-    assert_eq!(v["kind"], "incompatible", "{v:#}");
-    let e = v["error"].as_str().unwrap();
+    let e = refused(&out);
     assert!(
         e.contains("pg_dump 18.6 from a PostgreSQL 13.23 server"),
         "{e}"
@@ -544,9 +539,7 @@ fn downgrades_and_older_clients_are_refused_before_anything_changes() {
         return;
     };
     let out = restore_via(all_b.path(), &t16, "postgres", &b18, &["--json"]);
-    let v = json(&out);
-    assert_eq!(v["kind"], "incompatible", "{v:#}");
-    let e = v["error"].as_str().unwrap();
+    let e = refused(&out);
     assert!(
         e.contains("does not support restoring into an older major version"),
         "{e}"
@@ -580,15 +573,11 @@ fn downgrades_and_older_clients_are_refused_before_anything_changes() {
             .env("A9S_SECRET", SECRET)
             .run()
     };
-    let v = json(&with16(all_b.path(), "postgres"));
-    assert_eq!(v["kind"], "incompatible", "{v:#}");
-    let e = v["error"].as_str().unwrap();
+    let e = refused(&with16(all_b.path(), "postgres"));
     assert!(e.contains("psql 16.2"), "{e}");
     assert!(e.contains("invalid command \\restrict"), "{e}");
     t18.sql("postgres", "CREATE DATABASE shop");
-    let v = json(&with16(custom_b.path(), "shop"));
-    assert_eq!(v["kind"], "incompatible", "{v:#}");
-    let e = v["error"].as_str().unwrap();
+    let e = refused(&with16(custom_b.path(), "shop"));
     assert!(e.contains("pg_restore 16.2"), "{e}");
     assert_eq!(
         t18.sql(

@@ -139,6 +139,20 @@ pub(crate) fn fingerprint(c: &Cluster, db: &str) -> String {
     out.join("\n")
 }
 
+/// Fails naming the first lines where `got` (ours) differs from `want` (the reference).
+pub(crate) fn same_fingerprint(what: &str, db: &str, want: &str, got: &str) {
+    if got != want {
+        let diff: Vec<String> = want
+            .lines()
+            .zip(got.lines())
+            .filter(|(a, b)| a != b)
+            .take(5)
+            .map(|(a, b)| format!("reference: {a}\n     ours: {b}"))
+            .collect();
+        panic!("{what}: database {db} differs:\n{}", diff.join("\n"));
+    }
+}
+
 /// A fresh cluster with `db` created when the dump is of one database.
 fn target(db: Option<&str>) -> Option<Cluster> {
     let c = Cluster::start()?;
@@ -243,20 +257,12 @@ fn compare_restores(
             );
         }
         for (db, want) in dbs.iter().zip(expected) {
-            let got = fingerprint(&c, db);
-            if &got != want {
-                let diff: Vec<String> = want
-                    .lines()
-                    .zip(got.lines())
-                    .filter(|(a, b)| a != b)
-                    .take(5)
-                    .map(|(a, b)| format!("psql -f: {a}\n   ours: {b}"))
-                    .collect();
-                panic!(
-                    "{name} --jobs {j}: database {db} differs from psql -f:\n{}",
-                    diff.join("\n")
-                );
-            }
+            same_fingerprint(
+                &format!("{name} --jobs {j}"),
+                db,
+                want,
+                &fingerprint(&c, db),
+            );
         }
     }
 }

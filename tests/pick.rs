@@ -608,21 +608,17 @@ fn the_plain_form_picks_out_of_a_custom_archive_as_pg_restore_would() {
 fn drill_of_one_table_passes_on_a_throwaway_cluster() {
     let tmp = tempfile::tempdir().unwrap();
     let Some(_c) = shop(tmp.path()) else { return };
-    let mut cmd = crate::support::bin();
-    cmd.args(["drill", "--bucket"])
-        .arg(tmp.path())
-        .args([
-            "--backup-id",
-            ID,
-            "--database",
-            "shop",
-            "--table",
-            "public.events",
-            "--jobs",
-            "2",
-        ])
-        .env("A9S_SECRET", SECRET);
-    let out = cmd.output().unwrap();
+    let drill = |extra: &[&str]| {
+        crate::support::bin()
+            .args(["drill", "--bucket"])
+            .arg(tmp.path())
+            .args(["--backup-id", ID, "--database", "shop"])
+            .args(extra)
+            .env("A9S_SECRET", SECRET)
+            .output()
+            .unwrap()
+    };
+    let out = drill(&["--table", "public.events", "--jobs", "2"]);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -634,19 +630,7 @@ fn drill_of_one_table_passes_on_a_throwaway_cluster() {
     // A table in a schema of its own, owned by a role of the dump: the throwaway cluster
     // gets the schema and the dump's roles (no live role to set back): the one SQL error is
     // the dump's CREATE ROLE of the cluster's own superuser, as in a drill of the whole.
-    let mut cmd = crate::support::bin();
-    cmd.args(["drill", "--bucket"])
-        .arg(tmp.path())
-        .args([
-            "--backup-id",
-            ID,
-            "--database",
-            "shop",
-            "--table",
-            "shop.customers",
-        ])
-        .env("A9S_SECRET", SECRET);
-    let out = cmd.output().unwrap();
+    let out = drill(&["--table", "shop.customers"]);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(
