@@ -1016,6 +1016,10 @@ async fn recover(args: RecoverArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
                 Some(_) => Some(tools.find("pg_restore")?),
                 None => tools.find("pg_restore").ok(),
             };
+            let version = match &program {
+                Some(p) => a9s_recover::pg::PgTools::version(p).await,
+                None => None,
+            };
             // A database picked whole comes with its CREATE DATABASE, as pg_dump --create's.
             let create = !p.databases.is_empty();
             Output::Picked {
@@ -1024,6 +1028,7 @@ async fn recover(args: RecoverArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
                 report: slot.clone(),
                 archive: program.map(|program| a9s_recover::sink::PgRestoreScript {
                     program,
+                    version,
                     args: if create {
                         vec!["--create".into()]
                     } else {

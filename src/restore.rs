@@ -1151,7 +1151,12 @@ fn custom_through_loader(
         on_error_stop,
         jobs,
         two_pass,
-        Some(crate::sink::PgRestoreScript { program, args }),
+        Some(crate::sink::PgRestoreScript {
+            // Checked against the archive before any stage (prepare_restore).
+            version: None,
+            program,
+            args,
+        }),
     );
     Ok((output, line))
 }

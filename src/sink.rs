@@ -138,6 +138,14 @@ impl Picked {
                         reason: "--database, --schema, --table and --into need a plain dump (pg_dump or pg_dumpall SQL) here; this backup is a custom-format archive: use `restore` with the picks, or pg_restore -t/-n on the recovered archive".into(),
                     });
                 };
+                // An archive newer than this pg_restore reads: what to install, not
+                // pg_restore's own "unsupported version".
+                crate::pg::compat::check_tool(
+                    &crate::dump::origin(data),
+                    crate::dump::DumpFormat::Custom,
+                    &script.program,
+                    script.version,
+                )?;
                 // pg_restore turns the archive into the SQL pg_dump -Fp would have written;
                 // the pick reads that, as it reads a plain dump.
                 let behind = Picked {
@@ -194,6 +202,9 @@ pub struct PgRestoreScript {
     pub program: PathBuf,
     /// `--no-owner`, `--create`, … (nothing that connects or needs a seek: no `-d`, `-j`).
     pub args: Vec<String>,
+    /// Its version, when it says one: an archive newer than it reads is refused before it
+    /// starts, with what to install.
+    pub version: Option<crate::dump::PgVersion>,
 }
 
 /// Names that mean standard output: `-o -` and the system's aliases of fd 1, which are

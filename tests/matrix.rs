@@ -442,6 +442,12 @@ fn a_17_server_dumped_by_pg_dump_18_into_17_and_18() {
         err.contains("postgresql-client-18 alone is not enough"),
         "{err}"
     );
+    // --pg-bin naming a server that does not take the dump (17's, for pg_dump 18's SQL):
+    // not taken, and named among those found.
+    let out = drill(&["--pg-bin".as_ref(), b17.as_os_str()]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("found PostgreSQL 17.10 ("), "{err}");
     // --pg-bin naming the 18 tool set: its server too, and the drill says so.
     let out = drill(&["--pg-bin".as_ref(), b18.as_os_str()]);
     let err = stderr(&out);
@@ -579,6 +585,21 @@ fn downgrades_and_older_clients_are_refused_before_anything_changes() {
     t18.sql("postgres", "CREATE DATABASE shop");
     let e = refused(&with16(custom_b.path(), "shop"));
     assert!(e.contains("pg_restore 16.2"), "{e}");
+    // The plain form's pick of that archive through pg_restore 16.2: what to install, not
+    // pg_restore's own "unsupported version".
+    let out = bin()
+        .args(["--bucket"])
+        .arg(custom_b.path())
+        .args(["--backup-id", ID, "--table", "sales.orders", "--pg-bin"])
+        .arg(&b16)
+        .env("A9S_SECRET", SECRET)
+        .run();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("pg_restore 16.2") && err.contains("reads archives up to 1.15"),
+        "{err}"
+    );
     assert_eq!(
         t18.sql(
             "shop",

@@ -91,7 +91,7 @@ pub async fn choose_server(
     if let Some(d) = server_bin {
         if !holds_server(d) {
             return Err(Error::ToolMissing {
-                tool: "initdb, pg_ctl and postgres".into(),
+                tool: "the PostgreSQL server (initdb, pg_ctl, postgres)".into(),
                 hint: format!("they are not all in --server-bin {}", d.display()),
             });
         }
@@ -102,15 +102,22 @@ pub async fn choose_server(
             why: "--server-bin".into(),
         });
     }
-    if let Some(d) = pg_bin.filter(|d| holds_server(d)) {
-        let (bin, v) = version(d.to_path_buf()).await;
-        return Ok(ServerChoice {
-            bin,
-            version: v.unwrap_or(crate::dump::PgVersion(0)),
-            why: "--pg-bin".into(),
-        });
-    }
+    let needed = origin.newest_major();
     let mut found = Vec::new();
+    if let Some(d) = pg_bin.filter(|d| holds_server(d)) {
+        // Its server, when it takes the dump (else the usual places are looked at).
+        let (bin, v) = version(d.to_path_buf()).await;
+        if allow_older || needed.is_none() || v.is_some_and(|v| Some(v.major()) >= needed) {
+            return Ok(ServerChoice {
+                bin,
+                version: v.unwrap_or(crate::dump::PgVersion(0)),
+                why: "--pg-bin".into(),
+            });
+        }
+        if let Some(v) = v {
+            found.push((v, bin));
+        }
+    }
     for d in usual_servers() {
         if let (bin, Some(v)) = version(d).await {
             found.push((v, bin));
@@ -118,7 +125,6 @@ pub async fn choose_server(
     }
     // Newest first.
     found.sort_by_key(|(v, _)| std::cmp::Reverse(*v));
-    let needed = origin.newest_major();
     let own = found
         .iter()
         .find(|(v, _)| needed.is_some_and(|n| v.major() == n));
