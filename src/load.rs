@@ -117,6 +117,7 @@ impl Loader {
             stretch: 0,
         };
         loader.set_stretch();
+        loader.status_database();
         Ok(loader)
     }
 
@@ -232,6 +233,7 @@ impl Loader {
             }
             Op::Database(db) => {
                 self.db = Some(db);
+                self.status_database();
                 Ok(())
             }
         }
@@ -270,6 +272,28 @@ impl Loader {
             self.idle_status();
             self.early_events();
         }
+    }
+
+    /// The status line's database (after `\connect`, or the target's): its data's total
+    /// and its post-data, as the first read counted them.
+    fn status_database(&self) {
+        if !self.status.active() {
+            return;
+        }
+        let db = self.db.clone().unwrap_or_else(|| self.cfg.conn.database());
+        let (total, post) = match self
+            .cfg
+            .layout
+            .as_ref()
+            .and_then(|l| l.dbs.get(self.stretch))
+        {
+            Some(d) => (
+                Some(d.data_bytes),
+                self.early.as_ref().map_or(0, |e| e.items()),
+            ),
+            None => (None, 0),
+        };
+        self.status.database(&db, total, post);
     }
 
     /// The status line forgets what idle connections ran.
@@ -354,28 +378,8 @@ impl Loader {
 
     fn send(&mut self, w: usize, unit: Unit, kind: &'static str) -> Result<()> {
         self.clock.sending(w, &unit.text, unit.rows.as_deref());
-        if self.status.active() {
-            let db = self.db.clone().unwrap_or_else(|| self.cfg.conn.database());
-            if !self.status.is_database(&db) {
-                // A new database: its data's total and its post-data, as the first read
-                // counted them.
-                let (total, post) = match self
-                    .cfg
-                    .layout
-                    .as_ref()
-                    .and_then(|l| l.dbs.get(self.stretch))
-                {
-                    Some(d) => (
-                        Some(d.data_bytes),
-                        self.early.as_ref().map_or(0, |e| e.items()),
-                    ),
-                    None => (None, 0),
-                };
-                self.status.database(&db, total, post);
-            }
-            self.status
-                .sending(w, kind, &unit.text, unit.rows.as_deref());
-        }
+        self.status
+            .sending(w, kind, &unit.text, unit.rows.as_deref());
         let pool = self.pool.as_mut().expect("open");
         if let Some(t) = &mut self.trace {
             t.sent(kind, &unit, w, pool.counts(w).0 + 1);

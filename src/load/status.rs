@@ -114,7 +114,9 @@ impl Snap {
         if let Some(i) = &self.index {
             s.push_str(&format!(" ({i})"));
         }
-        s
+        // Names (a database's and a table's, from the dump; the server's answers) reach the
+        // terminal only escaped, and the line stays one line.
+        crate::text::escape(&s)
     }
 }
 
@@ -152,11 +154,6 @@ impl Status {
     /// Whether anything is shown.
     pub(crate) fn active(&self) -> bool {
         self.thread.is_some()
-    }
-
-    /// Whether the status is of database `db` already.
-    pub(crate) fn is_database(&self, db: &str) -> bool {
-        self.snap.lock().is_ok_and(|s| s.db == db)
     }
 
     fn with(&self, f: impl FnOnce(&mut Snap)) {
@@ -205,7 +202,7 @@ impl Status {
                 line.push('…');
             }
             if let Some(slot) = s.running.get_mut(w) {
-                *slot = Some((crate::text::escape(&line), post));
+                *slot = Some((line, post));
             }
         })
     }
@@ -276,9 +273,8 @@ fn show(snap: &Mutex<Snap>, stop: &AtomicBool, bar: bool, jobs: u32, probe: Opti
         } else if last_line.elapsed() >= Duration::from_secs(3) {
             last_line = Instant::now();
             eprintln!(
-                "a9s-recover: restore --jobs {jobs}: {:.0}s: {}",
+                "a9s-recover: restore --jobs {jobs}: {:.0}s: {line}",
                 started.elapsed().as_secs_f64(),
-                crate::text::escape_message(&line)
             );
         }
     }
@@ -298,6 +294,8 @@ fn index_progress(p: &Probe) -> Option<String> {
              FROM pg_stat_progress_create_index",
         )
         .env("PGOPTIONS", "-c statement_timeout=1000")
+        // A server at its connection limit, or gone: no answer, not a wait.
+        .env("PGCONNECT_TIMEOUT", "2")
         .env("PGAPPNAME", "a9s-recover progress");
     p.conn.apply(&mut cmd);
     let out = crate::child::run_blocking(cmd).ok()?;
@@ -357,5 +355,11 @@ mod tests {
         ] {
             assert!(line.contains(part), "{part}: {line}");
         }
+        let hostile = Snap {
+            db: "evil\u{1b}[2J\nname".into(),
+            phase: "schema",
+            ..Snap::default()
+        };
+        assert_eq!(hostile.render(), "evil\\e[2J\\nname schema");
     }
 }
