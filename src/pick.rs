@@ -358,7 +358,8 @@ impl Picker {
     pub fn new(pick: Arc<Pick>) -> Picker {
         Picker {
             pick: pick.clone(),
-            splitter: Splitter::new(),
+            // A huge row, picked or not, passes through in chunks, never held whole.
+            splitter: Splitter::new().cut_rows(),
             st: State {
                 db_on: pick.databases.is_empty(),
                 pick,

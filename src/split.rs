@@ -137,7 +137,8 @@ pub enum Item {
         statement: Vec<u8>,
         table: Option<String>,
     },
-    /// Whole COPY rows, each with its newline.
+    /// Whole COPY rows, each with its newline (with [`Splitter::cut_rows`], the last may be
+    /// cut, its rest in the next).
     CopyData(Vec<u8>),
     /// The `\.` that ends a COPY block (or the end of the input inside one); `crlf` when it
     /// was `\.` CR LF, as in a dump that passed through Windows: the server wants the end
@@ -186,6 +187,10 @@ pub struct Splitter {
     comment: bool,
     /// Lines longer than this are lexed as they arrive ([`LONG_LINE`]; tests set less).
     long_line: usize,
+    /// COPY rows may be handed on cut (see [`Splitter::cut_rows`]).
+    cut_rows: bool,
+    /// Part of the current COPY row was handed on already: it cannot be the end marker.
+    row_cut: bool,
 }
 
 impl Splitter {
@@ -200,6 +205,14 @@ impl Splitter {
             long_line: n.max(1),
             ..Self::default()
         }
+    }
+
+    /// A splitter whose `CopyData` may end inside a row once [`CHUNK`] bytes are held: for a
+    /// reader that needs no whole rows (the picker), so that a row of hundreds of MB passes
+    /// through in chunks instead of being held whole.
+    pub fn cut_rows(mut self) -> Self {
+        self.cut_rows = true;
+        self
     }
 
     /// Splits `data`, handing every complete item to `out`.
@@ -285,6 +298,7 @@ impl Splitter {
             out(Item::CopyData(rows));
         }
         self.row_start = 0;
+        self.row_cut = false;
         self.copy = false;
         out(Item::CopyEnd { crlf });
     }
@@ -295,11 +309,12 @@ impl Splitter {
         for nl in memchr::memchr_iter(b'\n', data) {
             let partial = &self.rows[self.row_start..];
             let tail = &data[seg..nl];
-            if let Some(crlf) = copy_end(partial, tail) {
+            if let Some(crlf) = copy_end(partial, tail).filter(|_| !self.row_cut) {
                 self.rows.truncate(self.row_start);
                 self.end_copy(out, crlf);
                 return &data[nl + 1..];
             }
+            self.row_cut = false;
             // Rows are copied in runs; a run is cut where a chunk is full.
             if self.rows.len() + (nl + 1 - seg) >= CHUNK {
                 self.rows.extend_from_slice(&data[seg..=nl]);
@@ -314,6 +329,12 @@ impl Splitter {
             }
         }
         self.rows.extend_from_slice(&data[seg..]);
+        // A row longer than the end marker (`\.` CR LF) cannot be it: cut, it goes on.
+        if self.cut_rows && self.rows.len() >= CHUNK && self.rows.len() - self.row_start > 3 {
+            out(Item::CopyData(std::mem::take(&mut self.rows)));
+            self.row_start = 0;
+            self.row_cut = true;
+        }
         &[]
     }
 
@@ -872,6 +893,48 @@ mod tests {
                 "step {step}"
             );
         }
+    }
+
+    /// With `cut_rows`, a row of many chunks passes through cut, never held whole; the items
+    /// are the same once merged, and a cut row that ends in `\.` is not the end marker.
+    #[test]
+    fn cut_rows_hold_no_row_whole_and_give_the_same_items() {
+        let long = format!("{}\\.", "y".repeat(3 * CHUNK));
+        let dump = format!(
+            "COPY t (a) FROM stdin;\n1\n{long}\n\\.\r\nCOPY u (a) FROM stdin;\n2\n\\.\nSELECT 1;\n"
+        );
+        for step in [CHUNK / 3, CHUNK + 7, 1 << 16] {
+            let mut s = Splitter::new().cut_rows();
+            let mut items = Vec::new();
+            let mut most = 0;
+            for c in dump.as_bytes().chunks(step) {
+                s.feed(c, &mut |i| {
+                    if let Item::CopyData(d) = &i {
+                        most = most.max(d.len());
+                    }
+                    items.push(i)
+                });
+            }
+            s.finish(&mut |i| items.push(i));
+            assert!(most < 2 * CHUNK + step, "{most}");
+            assert_eq!(
+                normalize(items),
+                normalize(split_all(dump.as_bytes(), 1 << 20)),
+                "{step}"
+            );
+        }
+        // Cut just before the row's last `\.`: what follows is the row's end, not the marker.
+        let at = dump.find("\\.\n\\.").unwrap();
+        let mut s = Splitter::new().cut_rows();
+        let mut items = Vec::new();
+        for c in [&dump.as_bytes()[..at], &dump.as_bytes()[at..]] {
+            s.feed(c, &mut |i| items.push(i));
+        }
+        s.finish(&mut |i| items.push(i));
+        assert_eq!(
+            normalize(items),
+            normalize(split_all(dump.as_bytes(), 1 << 20))
+        );
     }
 
     #[test]
