@@ -166,8 +166,13 @@ fn target(db: Option<&str>) -> Option<Cluster> {
 }
 
 /// `psql -X -q -f dump` as the manual does it.
-fn psql_f(c: &Cluster, dump: &Path, db: &str) {
-    let out = Command::new(c.bin.join("psql"))
+pub(crate) fn psql_f(c: &Cluster, dump: &Path, db: &str) {
+    psql_f_via(&c.program("psql"), c, dump, db)
+}
+
+/// The same with the psql given (another version's).
+pub(crate) fn psql_f_via(psql: &Path, c: &Cluster, dump: &Path, db: &str) {
+    let out = Command::new(psql)
         .args(["-X", "-q", "-d", &c.dsn(db), "-f"])
         .arg(dump)
         .stdout(Stdio::null())
@@ -185,7 +190,7 @@ fn restore(bucket: &Path, c: &Cluster, db: &str, extra: &[&str]) -> Output {
         .run()
 }
 
-fn backup_of(data: &[u8]) -> tempfile::TempDir {
+pub(crate) fn backup_of(data: &[u8]) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let out = pack(tmp.path(), ID, data, &[]);
     assert!(out.status.success(), "{}", stderr(&out));

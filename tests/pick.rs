@@ -32,6 +32,17 @@ fn shop(dir: &Path) -> Option<Cluster> {
     Some(c)
 }
 
+/// `pg_restore ARGS -d db archive`, which must succeed: the reference for a pick.
+fn pg_restore_into(c: &Cluster, db: &str, archive: &Path, args: &[&str]) {
+    let out = std::process::Command::new(c.bin.join("pg_restore"))
+        .args(args)
+        .args(["-d", &c.dsn(db)])
+        .arg(archive)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pg_restore: {}", stderr(&out));
+}
+
 fn psql_file(c: &Cluster, db: &str, file: &Path) {
     let out = std::process::Command::new(c.bin.join("psql"))
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &c.dsn(db), "-f"])
@@ -465,16 +476,7 @@ fn a_custom_archive_pick_matches_pg_restore_and_a_journal_of_one_pick_does_not_r
     c.sql("postgres", "CREATE DATABASE by_pg_restore");
     let file = tmp.path().join("archive.dump");
     std::fs::write(&file, &archive).unwrap();
-    let pr = std::process::Command::new(c.bin.join("pg_restore"))
-        .args(["-t", "Order Items", "-d", &c.dsn("by_pg_restore")])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        pr.status.success(),
-        "{}",
-        String::from_utf8_lossy(&pr.stderr)
-    );
+    pg_restore_into(&c, "by_pg_restore", &file, &["-t", "Order Items"]);
     assert_eq!(
         table_checksums(&c, "items_back"),
         table_checksums(&c, "by_pg_restore")
@@ -496,16 +498,7 @@ fn a_custom_archive_pick_matches_pg_restore_and_a_journal_of_one_pick_does_not_r
         "by_pg_restore_n",
         "CREATE SCHEMA shop AUTHORIZATION shop_owner",
     );
-    let pr = std::process::Command::new(c.bin.join("pg_restore"))
-        .args(["-n", "shop", "-d", &c.dsn("by_pg_restore_n")])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        pr.status.success(),
-        "{}",
-        String::from_utf8_lossy(&pr.stderr)
-    );
+    pg_restore_into(&c, "by_pg_restore_n", &file, &["-n", "shop"]);
     assert_eq!(
         table_checksums(&c, "shop_n"),
         table_checksums(&c, "by_pg_restore_n")
@@ -563,16 +556,7 @@ fn the_plain_form_picks_out_of_a_custom_archive_as_pg_restore_would() {
     c.sql("postgres", "CREATE DATABASE by_pg_restore");
     let dump = tmp.path().join("archive.dump");
     std::fs::write(&dump, &archive).unwrap();
-    let pr = std::process::Command::new(c.bin.join("pg_restore"))
-        .args(["-t", "Order Items", "-d", &c.dsn("by_pg_restore")])
-        .arg(&dump)
-        .output()
-        .unwrap();
-    assert!(
-        pr.status.success(),
-        "{}",
-        String::from_utf8_lossy(&pr.stderr)
-    );
+    pg_restore_into(&c, "by_pg_restore", &dump, &["-t", "Order Items"]);
     assert_eq!(
         table_checksums(&c, "empty"),
         table_checksums(&c, "by_pg_restore")
