@@ -1013,8 +1013,8 @@ async fn recover(args: RecoverArgs, ui: Ui, shutdown: Shutdown) -> anyhow::Resul
                 bin_dir: args.pg_bin.clone(),
             };
             let program = match &args.pg_bin {
-                Some(_) => Some(tools.find("pg_restore")?),
-                None => tools.find("pg_restore").ok(),
+                Some(_) => Some(tools.find_offline("pg_restore")?),
+                None => tools.find_offline("pg_restore").ok(),
             };
             let version = match &program {
                 Some(p) => a9s_recover::pg::PgTools::version(p).await,

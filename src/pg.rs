@@ -302,6 +302,17 @@ pub struct PgTools {
 impl PgTools {
     /// Finds `name`: in `--pg-bin`, on PATH, else the newest `/usr/lib/postgresql/*/bin`.
     pub fn find(&self, name: &str) -> Result<PathBuf> {
+        self.find_as(name, name == "psql")
+    }
+
+    /// Finds `name` for a use that connects to nothing (pg_restore writing a custom
+    /// archive's SQL): past Debian's wrapper to the newest installed one too, which reads
+    /// every archive an older one does.
+    pub fn find_offline(&self, name: &str) -> Result<PathBuf> {
+        self.find_as(name, true)
+    }
+
+    fn find_as(&self, name: &str, unwrap: bool) -> Result<PathBuf> {
         if let Some(d) = &self.bin_dir {
             let p = d.join(name);
             return if p.exists() {
@@ -317,7 +328,7 @@ impl PgTools {
             for d in std::env::split_paths(&paths) {
                 let p = d.join(name);
                 if p.is_file() {
-                    return Ok(p);
+                    return Ok(if unwrap { past_wrapper(p, name) } else { p });
                 }
             }
         }
@@ -358,6 +369,32 @@ pub fn psql_knows_restrict(psql: PgVersion) -> bool {
 }
 
 /// The `bin` directory of the newest PostgreSQL under /usr/lib/postgresql.
+/// Debian's `/usr/bin/psql` is a link to `pg_wrapper`, a Perl script that runs the newest
+/// installed `/usr/lib/postgresql/*/bin/psql` (its manual: psql is downwards compatible). A
+/// restore starts a psql per connection and database, and the script costs each start 30-50
+/// ms of a core, so psql is taken from where the wrapper would take it, unless `PGCLUSTER`
+/// asks the wrapper for something else. A program that connects keeps the wrapper (its choice
+/// depends on the cluster), except psql, for which the wrapper always takes the newest.
+fn past_wrapper(found: PathBuf, name: &str) -> PathBuf {
+    let wrapped = std::fs::canonicalize(&found)
+        .is_ok_and(|p| p.file_name().is_some_and(|f| f == "pg_wrapper"));
+    if !wrapped || std::env::var_os("PGCLUSTER").is_some() {
+        return found;
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            let p = e.path().join("bin").join(name);
+            p.is_file().then_some((v, p))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map_or(found, |(_, p)| p)
+}
+
 pub fn newest_server_bin() -> Option<PathBuf> {
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .ok()?
@@ -501,6 +538,36 @@ pub fn ensure_dir(p: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn psql_is_taken_past_debians_wrapper_to_the_newest_installed() {
+        let dir = std::env::temp_dir().join(format!("a9s-wrapper-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pg_wrapper"), "#!/usr/bin/perl\n").unwrap();
+        let link = dir.join("psql");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink("pg_wrapper", &link).unwrap();
+        let newest = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let v: u32 = e.file_name().to_str()?.parse().ok()?;
+                let p = e.path().join("bin/psql");
+                p.is_file().then_some((v, p))
+            })
+            .max();
+        let got = past_wrapper(link.clone(), "psql");
+        match newest {
+            Some((_, p)) => assert_eq!(got, p),
+            None => assert_eq!(got, link),
+        }
+        // A program that is not the wrapper is left as found.
+        let plain = dir.join("psql-15");
+        std::fs::write(&plain, "").unwrap();
+        assert_eq!(past_wrapper(plain.clone(), "psql"), plain);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn uri_with_password_keeps_it_out_of_the_conninfo() {

@@ -359,10 +359,11 @@ pub async fn prepare_restore(
         Some(o) => format!("{}, {o}", dump_kind.describe()),
         None => dump_kind.describe().to_string(),
     };
-    let program = opts.load.tools.find(match format {
-        DumpFormat::Sql => "psql",
-        DumpFormat::Custom => "pg_restore",
-    })?;
+    let program = match format {
+        DumpFormat::Sql => opts.load.tools.find("psql")?,
+        DumpFormat::Custom if opts.load.direct_pg_restore => opts.load.tools.find("pg_restore")?,
+        DumpFormat::Custom => opts.load.tools.find_offline("pg_restore")?,
+    };
     let program_version = PgTools::version(&program).await;
     check_tool(&origin, format, &program, program_version)?;
     // Which program reads the dump, and its version, for the dry run and the report.

@@ -50,6 +50,17 @@ pub struct Config {
     pub(crate) children: crate::child::Children,
 }
 
+/// What every connection runs first when there are more than one: the loader's connections
+/// are the restore's parallelism, so an index build does not add parallel workers of its own.
+/// With N connections busy, those workers only contend for the same cores (on 2 cores,
+/// `restore --jobs 2` took 1.2-1.8 s longer with the server's default of 2, see
+/// BENCHMARKS.md), and they come out of `max_parallel_workers`, which the production
+/// workload shares. `--jobs N` thus holds the restore to N server processes. In a DO block so
+/// that a server without the setting (before 11) says nothing.
+pub(crate) const MANY_CONNECTIONS: &[u8] =
+    b"DO $a9s$ BEGIN SET max_parallel_maintenance_workers = 0; \
+EXCEPTION WHEN undefined_object THEN NULL; END $a9s$;\n";
+
 /// Units queued on one connection at most while loading data.
 pub const DEPTH: u64 = 2;
 
@@ -169,8 +180,17 @@ impl Pool {
         let stdin = child.take_stdin().expect("piped");
         let (tx, rx) = sync_channel::<Job>(DEPTH as usize);
         let events = self.events_tx.clone();
+        let first: &'static [u8] = if self.cfg.jobs > 1 {
+            MANY_CONNECTIONS
+        } else {
+            b""
+        };
         let writer = std::thread::spawn(move || {
             let mut stdin = stdin;
+            if stdin.write_all(first).is_err() {
+                let _ = events.send((index, generation, Event::StoppedReading));
+                return;
+            }
             for job in rx {
                 if job.parts.iter().any(|p| stdin.write_all(p).is_err()) {
                     let _ = events.send((index, generation, Event::StoppedReading));
