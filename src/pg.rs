@@ -381,32 +381,25 @@ fn past_wrapper(found: PathBuf, name: &str) -> PathBuf {
     if !wrapped || std::env::var_os("PGCLUSTER").is_some() {
         return found;
     }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
+    newest_with(name).unwrap_or(found)
+}
+
+/// The newest `/usr/lib/postgresql/<major>/bin/<name>` there is.
+fn newest_with(name: &str) -> Option<PathBuf> {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
         .filter_map(|e| {
             let e = e.ok()?;
             let v: u32 = e.file_name().to_str()?.parse().ok()?;
             let p = e.path().join("bin").join(name);
             p.is_file().then_some((v, p))
         })
-        .collect();
-    versions.sort();
-    versions.pop().map_or(found, |(_, p)| p)
+        .max()
+        .map(|(_, p)| p)
 }
 
 pub fn newest_server_bin() -> Option<PathBuf> {
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let v: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("postgres").exists().then_some((v, bin))
-        })
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, p)| p)
+    newest_with("postgres").and_then(|p| p.parent().map(Path::to_path_buf))
 }
 
 /// Where psql is and how to reach the target; `restore` runs SQL through it (`ON_ERROR_STOP`,
@@ -547,19 +540,9 @@ mod tests {
         let link = dir.join("psql");
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink("pg_wrapper", &link).unwrap();
-        let newest = std::fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .filter_map(|e| {
-                let e = e.ok()?;
-                let v: u32 = e.file_name().to_str()?.parse().ok()?;
-                let p = e.path().join("bin/psql");
-                p.is_file().then_some((v, p))
-            })
-            .max();
         let got = past_wrapper(link.clone(), "psql");
-        match newest {
-            Some((_, p)) => assert_eq!(got, p),
+        match newest_with("psql") {
+            Some(p) => assert_eq!(got, p),
             None => assert_eq!(got, link),
         }
         // A program that is not the wrapper is left as found.
