@@ -25,6 +25,13 @@
 # N = 1, 2 and 4, and the predicted curve to 16 connections on this machine's cores. The clusters run PostgreSQL's default
 # settings (the issue's goal is stated for them); BENCH_PG_OPTS adds server options, e.g.
 # BENCH_PG_OPTS="-c fsync=off -c full_page_writes=off" to compare the loaders without the disk.
+#
+# Where the time goes: each run's CPU is split into the server's (the postmaster and all its
+# children, from /proc) and the client's (psql, pg_restore, a9s-recover and its psql
+# children, from bash's `times`). BENCH_UNITS=1 also logs every statement's duration
+# (log_min_duration_statement=0) and prints, per contender, the server time of each unit of
+# work: a table's COPY statements (ours are chunks), each index, key and foreign key, the
+# rest (scripts/bench-units.py; the logging costs every contender alike, a few thousand lines).
 set -euo pipefail
 SCALE=${1:-30}
 RUNS=${2:-3}
@@ -41,11 +48,15 @@ cleanup() { $AS "$PGBIN/pg_ctl" -D "$WORK/data" -m immediate stop > /dev/null 2>
 trap cleanup EXIT
 fresh() {
   $AS "$PGBIN/pg_ctl" -D "$WORK/data" -m immediate stop > /dev/null 2>&1 || true
-  rm -rf "$WORK/data"
+  rm -rf "$WORK/data" "$WORK/log"
   $AS "$PGBIN/initdb" -D "$WORK/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync > /dev/null
   $AS "$PGBIN/pg_ctl" -D "$WORK/data" -o "-p $PORT -k $WORK -c listen_addresses='' ${BENCH_PG_OPTS:-}" -l "$WORK/log" -w start > /dev/null
 }
 DSN="host=$WORK port=$PORT user=postgres dbname=postgres"
+UNITS=$PWD/scripts/bench-units.py
+if [ -n "${BENCH_UNITS:-}" ]; then
+  BENCH_PG_OPTS="${BENCH_PG_OPTS:-} -c log_min_duration_statement=0 -c log_line_prefix=%m#%p#"
+fi
 export S=bench-secret-not-real A9S_SECRET=bench-secret-not-real
 ID=bench0000-0000-0000-0000-000000000000-1700000000000
 
@@ -156,10 +167,20 @@ single2() { ours single2 2 --single-pass; }
 custom2() { ours custom2 2 --custom; }
 # BENCH_NAMES picks the contenders (psqlf first: it is the reference of the ratios).
 NAMES=${BENCH_NAMES:-psqlf pgrj2 jobs1 jobs2 single2 jobs4}
-for _ in $(seq "$RUNS"); do
+mkdir -p "$WORK/units"
+server_cpu() { python3 "$UNITS" server-cpu "$(head -1 "$WORK/data/postmaster.pid")"; }
+# bash's `times` in this shell (not in a $(…) subshell, whose children are none of these)
+client_cpu() { python3 "$UNITS" client-cpu "$1"; }
+for i in $(seq "$RUNS"); do
   for name in $NAMES; do
     fresh
+    s0=$(server_cpu); times > "$WORK/times0"
     t $name >> "$WORK/$name.t"
+    times > "$WORK/times1"; s1=$(server_cpu)
+    c0=$(client_cpu "$WORK/times0"); c1=$(client_cpu "$WORK/times1")
+    echo "$s1 - $s0" | bc >> "$WORK/$name.server"
+    echo "$c1 - $c0" | bc >> "$WORK/$name.client"
+    [ -z "${BENCH_UNITS:-}" ] || cp "$WORK/log" "$WORK/units/$name.$i.log"
   done
 done
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -174,12 +195,22 @@ for name in $NAMES; do
 done
 echo
 for name in $NAMES; do echo "  $name: $(tr '\n' ' ' < "$WORK/$name.t")"; done
+printf '\n| contender | server CPU core-s (median) | client CPU core-s (median) | per run, server / client |\n|---|---:|---:|---|\n'
+for name in $NAMES; do
+  printf '| %s | %.2f | %.2f | %s |\n' "$name" "$(median < "$WORK/$name.server")" "$(median < "$WORK/$name.client")" \
+    "$(paste -d/ "$WORK/$name.server" "$WORK/$name.client" | tr '\n' ' ')"
+done
+if [ -n "${BENCH_UNITS:-}" ]; then
+  printf '\nServer time per unit of work (statement durations from the server log, summed; medians of the runs):\n\n'
+  python3 "$UNITS" units "$WORK/units" $NAMES
+fi
+echo
 echo "  machine CPU per run (all processes):"
 sed 's/^/    /' "$WORK/cpu.txt"
 echo "  phases psql -f (s):"
 sed 's/^/    /' "$WORK/psqlf.phases"
 for name in $NAMES; do
-  [ -f "$WORK/$name.phases" ] || continue
+  [ "$name" != psqlf ] && [ -f "$WORK/$name.phases" ] || continue
   echo "  phases $name (s):"
   sed 's/^/    /' "$WORK/$name.phases"
 done

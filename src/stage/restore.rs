@@ -66,7 +66,7 @@ impl Kind for Restore {
             .take()
             .ok_or_else(|| Error::Plan("the restore stage can run once per invocation".into()))?;
         let mut out = ctx.output.take().expect("one restore stage");
-        let first = first_read(&plan, &mut out, ctx).await?;
+        let (first, first_sha256) = first_read(&plan, &mut out, ctx).await?;
         let slot = out.pick_slot();
         ctx.effects.rows_added = out
             .pick()
@@ -76,7 +76,9 @@ impl Kind for Restore {
             &out,
             RunOptions {
                 progress: ctx.progress,
-                hash: true,
+                // The first read took the dump's digest (while the server was idle); this one
+                // still checks the metadata's, when there is one.
+                hash: first_sha256.is_none(),
                 count_rows: true,
                 part_digests: false,
                 shutdown: ctx.shutdown.clone(),
@@ -84,7 +86,7 @@ impl Kind for Restore {
         )
         .await?;
         ctx.effects.tables = r.tables.clone();
-        ctx.effects.plaintext_sha256 = r.plaintext_sha256.clone();
+        ctx.effects.plaintext_sha256 = r.plaintext_sha256.clone().or(first_sha256);
         if let Some(d) = dump_databases(&r, ctx.target) {
             ctx.effects.dump_databases = Some(d);
         }
@@ -168,13 +170,15 @@ pub(crate) fn dump_databases(r: &Report, target: &ConnInfo) -> Option<Vec<String
 
 /// The first of two reads, when the load takes two and the plan did not already make it
 /// (as the read before destructive stages); then the listing checked again, so that a backup
-/// rewritten since fails before the second read sends anything. Returns what to say of it.
+/// rewritten since fails before the second read sends anything. Returns what to say of it,
+/// and the dump's sha256 it took.
 async fn first_read(
     plan: &std::sync::Arc<pipeline::PreparedBackup>,
     out: &mut crate::sink::Output,
     ctx: &StageContext<'_>,
-) -> Result<Option<String>> {
+) -> Result<(Option<String>, Option<String>)> {
     let mut said = None;
+    let mut sha256 = None;
     if let Some(first) = out.first_read() {
         (ctx.notify)(
             "reading the backup to plan the load (the first of two reads; --single-pass reads once)",
@@ -184,13 +188,14 @@ async fn first_read(
             &first,
             RunOptions {
                 progress: ctx.progress,
-                hash: false,
+                hash: true,
                 count_rows: true,
                 part_digests: false,
                 shutdown: ctx.shutdown.clone(),
             },
         )
         .await?;
+        sha256 = r.plaintext_sha256.clone();
         if let Some(l) = r.layout.clone() {
             let (early, all) = l.early_databases();
             said = Some(format!(
@@ -202,6 +207,9 @@ async fn first_read(
     }
     if out.has_layout() {
         pipeline::recheck(plan).await?;
+    } else {
+        // Nothing checked that the second read reads the same bytes: it takes its own digest.
+        sha256 = None;
     }
-    Ok(said)
+    Ok((said, sha256))
 }
