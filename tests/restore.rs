@@ -523,6 +523,30 @@ fn a_bad_backup_is_caught_before_any_stage() {
     assert!(!marker.exists(), "no stage may run after a failed check");
 }
 
+/// With two reads and no metadata, the dump's digest is the first read's (taken while the
+/// server is idle), and it is still the dump's.
+#[test]
+fn two_reads_report_the_dumps_sha256_without_metadata() {
+    let Some(a) = source_cluster() else { return };
+    let dump = a.tool("pg_dumpall", &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(pack(tmp.path(), ID, &dump, &[]).status.success());
+    std::fs::remove_file(tmp.path().join(format!("{ID}.json"))).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["drill", "--json", "--jobs", "2", "--bucket"])
+        .arg(tmp.path())
+        .args(["--backup-id", ID, "--work-dir"])
+        .arg(work.path())
+        .env("A9S_SECRET", SECRET)
+        .run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["mismatches"], 0);
+    assert_eq!(r["plaintext_sha256"], sha256(&dump));
+    assert!(stderr(&out).contains("first of two reads") || r.to_string().contains("first read"));
+}
+
 #[test]
 fn drill_restores_into_a_throwaway_cluster_and_reports() {
     let Some(a) = source_cluster() else { return };
